@@ -1,0 +1,339 @@
+"""Answering questions: prompt, features, one shared prefill, generation, option scoring, batching."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import DynamicCache, GenerationConfig
+
+from aqa.answer import extract_think, parse_answer
+from aqa.audio import CHUNK_LENGTH, N_SAMPLES, SAMPLE_RATE, AudioInput, duration_of, load_audio
+from aqa.errors import AQAError
+from aqa.model import AQAModel
+from aqa.prompt import build_messages, check_question
+
+ANSWER_TOKENS = 256  # default generation budget in answer mode (R1-AQA's evaluation setting)
+THINK_TOKENS = 1024  # thinking mode writes its reasoning first
+AUDIO_TOKENS_PER_SECOND = 25  # one <|AUDIO|> expands to ~25 tokens per second of audio (FACTS.md)
+SCORING_CACHE_BYTES = 2 * 2**30  # copies of the prompt's KV cache made at once while scoring options
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    think: bool = False  # ask for <think> reasoning before the answer (the paper's prompt 3, not the released setup)
+    max_new_tokens: int | None = None  # None: 256 in answer mode, 1024 in thinking mode
+    sample: bool = False  # False: greedy; True: sample with the checkpoint's generation config
+    generate: bool = True  # False: skip generation and answer from the option probabilities alone
+    score: bool = True  # compute every option's probability (needed for the fallback answer)
+
+    @property
+    def token_budget(self) -> int:
+        return self.max_new_tokens or (THINK_TOKENS if self.think else ANSWER_TOKENS)
+
+
+@dataclass(frozen=True)
+class Question:
+    audio: AudioInput  # a path, a (sample_rate, array) pair, or a 16 kHz float array
+    question: str
+    options: tuple[str, ...]
+    name: str = ""  # shown in notes and errors; the file name by default
+
+    def __post_init__(self):
+        object.__setattr__(self, "options", tuple(self.options))
+        if not self.name:
+            object.__setattr__(self, "name", str(self.audio) if isinstance(self.audio, (str, Path)) else "audio")
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds per stage; in a batch, each stage's time divided by the batch size."""
+
+    audio: float = 0.0  # decode and resample
+    features: float = 0.0  # chat template, tokenizer, log-mel features
+    generate: float = 0.0  # shared prefill (audio encoder + prompt) and decoding
+    scoring: float = 0.0  # option probabilities from the shared prefill
+
+    @property
+    def total(self) -> float:
+        return self.audio + self.features + self.generate + self.scoring
+
+
+@dataclass(frozen=True)
+class Result:
+    answer: str | None  # the chosen option: the one the text names, else the most probable one
+    answer_source: str  # "text" (the generated text names it), "probabilities" (fallback) or "none"
+    raw: str  # the generated text, special tokens removed ("" when generation was skipped)
+    think: str | None  # the text inside <think>, in thinking mode
+    probabilities: dict[str, float]  # option -> probability; sums to 1 over exactly the given options
+    duration: float  # seconds of audio given
+    note: str | None  # e.g. the clip was longer than the 30 s the model hears
+    timings: Timings = field(default_factory=Timings)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A question whose audio is loaded and checked."""
+
+    question: Question
+    samples: np.ndarray
+    load_seconds: float
+
+
+def answer(model: AQAModel, audio: AudioInput, question: str, options: Sequence[str], decoding: DecodingOptions = DecodingOptions()) -> Result:
+    """Answer one multiple-choice question about one clip; raises AQAError on bad input."""
+    [(_, result)] = list(answer_many(model, [Question(audio, question, tuple(options))], decoding, batch_size=1))
+    if isinstance(result, AQAError):
+        raise result
+    return result
+
+
+def answer_many(
+    model: AQAModel,
+    questions: Sequence[Question],
+    decoding: DecodingOptions = DecodingOptions(),
+    batch_size: int = 8,
+    progress: bool = False,
+) -> Iterator[tuple[int, Result | AQAError]]:
+    """Answer many questions in batches of similar length; yields (index, Result or error) as batches finish.
+
+    Grouping by length keeps left padding short; greedy answers equal those of one-at-a-time calls. The next batch's
+    audio is decoded in a background thread while the model works on the current one.
+    """
+    order = sorted(range(len(questions)), key=lambda i: length_key(questions[i]))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    bar = tqdm(total=len(questions), unit="question", disable=not progress)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending = pool.submit(prepare_all, [questions[i] for i in batches[0]]) if batches else None
+        for number, indices in enumerate(batches):
+            prepared = pending.result()
+            if number + 1 < len(batches):
+                pending = pool.submit(prepare_all, [questions[i] for i in batches[number + 1]])
+            for index, result in zip(indices, run_batch(model, prepared, decoding)):
+                yield index, result
+            bar.update(len(indices))
+    bar.close()
+
+
+def length_key(question: Question) -> float:
+    """Prompt length in tokens, roughly: audio tokens (capped at 30 s) plus the text; from file headers only."""
+    seconds = min(duration_of(question.audio), CHUNK_LENGTH)
+    return seconds * AUDIO_TOKENS_PER_SECOND + len(question.question) / 4 + sum(len(o) for o in question.options) / 4
+
+
+def prepare_all(questions: Sequence[Question]) -> list[Prepared | AQAError]:
+    return [prepare(question) for question in questions]
+
+
+def prepare(question: Question) -> Prepared | AQAError:
+    start = time.perf_counter()
+    try:
+        check_question(question.question, question.options)
+        samples = load_audio(question.audio)
+    except AQAError as error:
+        return error
+    return Prepared(question, samples, time.perf_counter() - start)
+
+
+def run_batch(model: AQAModel, prepared: Sequence[Prepared | AQAError], decoding: DecodingOptions) -> list[Result | AQAError]:
+    """Answer the good items of a batch together; bad items come back as their errors, in place."""
+    good = [item for item in prepared if isinstance(item, Prepared)]
+    results = iter(answer_prepared(model, good, decoding) if good else [])
+    return [next(results) if isinstance(item, Prepared) else item for item in prepared]
+
+
+@torch.inference_mode()
+def answer_prepared(model: AQAModel, items: Sequence[Prepared], decoding: DecodingOptions) -> list[Result]:
+    clock = time.perf_counter()
+    inputs = build_inputs(model, items, decoding.think)
+    features_seconds, clock = time.perf_counter() - clock, time.perf_counter()
+
+    cache = prefill(model, inputs)
+    prompt_length = inputs["input_ids"].shape[1]
+    texts = generate(model, inputs, cache, decoding) if decoding.generate else [""] * len(items)
+    generate_seconds, clock = time.perf_counter() - clock, time.perf_counter()
+
+    probabilities = [{} for _ in items]
+    if decoding.score or not decoding.generate:
+        drop_after(cache, prompt_length - 1)  # back to the shared prompt, dropping what generation appended
+        probabilities = score_options(model, inputs, cache, [item.question.options for item in items], texts, decoding.think)
+    scoring_seconds = time.perf_counter() - clock
+
+    share = len(items)
+    timings = [
+        Timings(item.load_seconds, features_seconds / share, generate_seconds / share, scoring_seconds / share)
+        for item in items
+    ]
+    return [make_result(item, text, probs, timing) for item, text, probs, timing in zip(items, texts, probabilities, timings)]
+
+
+def build_inputs(model: AQAModel, items: Sequence[Prepared], think: bool) -> dict[str, torch.Tensor]:
+    """Chat template, tokens and log-mel features for a batch, left-padded, on the model's device."""
+    processor = model.processor
+    texts = [
+        processor.apply_chat_template(
+            build_messages(item.question.question, item.question.options, think, audio_url=item.question.name),
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        for item in items
+    ]
+    # The encoder hears 30 s; the processor would cut longer audio itself, but cutting here saves the work.
+    audio = [item.samples[:N_SAMPLES] for item in items]
+    inputs = processor(text=texts, audio=audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True)
+    inputs = inputs.to(model.device)
+    inputs["input_features"] = inputs["input_features"].to(model.model.dtype)
+    return dict(inputs)
+
+
+def positions_of(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip left padding, as `generate` computes them."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def prefill(model: AQAModel, inputs: dict[str, torch.Tensor]) -> DynamicCache:
+    """Run the audio encoder and the prompt, all but its last token, once: generation and scoring continue from it.
+
+    The base model is called rather than the LM head, since no logits of the prompt are needed.
+    """
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    cache = DynamicCache(config=model.model.config)
+    model.model.model(
+        input_ids=ids[:, :-1],
+        attention_mask=mask[:, :-1],
+        position_ids=positions_of(mask)[:, :-1],
+        input_features=inputs["input_features"],
+        feature_attention_mask=inputs["feature_attention_mask"],
+        cache=cache,
+        use_cache=True,
+    )
+    return cache
+
+
+def drop_after(cache: DynamicCache, length: int) -> None:
+    extra = cache.get_seq_length() - length
+    if extra > 0:
+        cache.crop(-extra)
+
+
+def generation_config(model: AQAModel, decoding: DecodingOptions) -> GenerationConfig:
+    """Pure greedy decoding by default (no repetition penalty); the checkpoint's own config with --sample."""
+    own = model.model.generation_config
+    if decoding.sample:
+        config = GenerationConfig.from_dict(own.to_dict())
+        config.max_new_tokens = decoding.token_budget
+        return config
+    return GenerationConfig(
+        do_sample=False,
+        num_beams=1,
+        # Explicit neutral values: unset fields would be filled from the checkpoint's sampling config.
+        temperature=1.0,
+        top_p=1.0,
+        top_k=50,
+        repetition_penalty=1.0,
+        max_new_tokens=decoding.token_budget,
+        eos_token_id=own.eos_token_id,
+        pad_token_id=own.pad_token_id if own.pad_token_id is not None else model.tokenizer.pad_token_id,
+    )
+
+
+def generate(model: AQAModel, inputs: dict[str, torch.Tensor], cache: DynamicCache, decoding: DecodingOptions) -> list[str]:
+    """Decode from the prefilled cache: only the prompt's last token is new to the model."""
+    ids = inputs["input_ids"]
+    output = model.model.generate(
+        input_ids=ids, attention_mask=inputs["attention_mask"], cache=cache, generation_config=generation_config(model, decoding)
+    )
+    return model.processor.batch_decode(output[:, ids.shape[1] :], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+def score_options(
+    model: AQAModel,
+    inputs: dict[str, torch.Tensor],
+    cache: DynamicCache,
+    options: Sequence[Sequence[str]],
+    texts: Sequence[str],
+    think: bool,
+) -> list[dict[str, float]]:
+    """Each option's probability: the model's likelihood of `<answer>{option}</answer>`, normalised over the options.
+
+    The whole sequence is scored, closing tag included, so an option that is a prefix of another ("Dog" and
+    "Dog barking") is not favoured; no length normalisation, so the numbers are the model's own conditional
+    probabilities of each option given that it answers with one of them. In thinking mode the model's reasoning
+    (its text before `<answer>`) precedes the tag. The prompt's KV cache is shared: each option adds only its tokens.
+    """
+    tokenizer = model.tokenizer
+    rows = []  # (batch item, option tokens)
+    for item, (choices, text) in enumerate(zip(options, texts)):
+        prefix = text.split("<answer>")[0] if think else ""
+        rows += [(item, tokenizer(f"{prefix}<answer>{option}</answer>", add_special_tokens=False)["input_ids"]) for option in choices]
+    scores = []
+    for chunk in chunked(rows, rows_per_chunk(model, cache)):
+        scores += continuation_logprobs(model, inputs, cache, chunk)
+    return normalise(options, scores)
+
+
+def rows_per_chunk(model: AQAModel, cache: DynamicCache) -> int:
+    layer = cache.layers[0]
+    bytes_per_row = 2 * len(cache.layers) * layer.keys[0].numel() * layer.keys.element_size()
+    return max(1, SCORING_CACHE_BYTES // max(bytes_per_row, 1))
+
+
+def continuation_logprobs(model: AQAModel, inputs, cache: DynamicCache, rows: Sequence[tuple[int, list[int]]]) -> list[float]:
+    """Summed log-probabilities of each row's tokens after its prompt; one forward pass for all rows."""
+    device = model.device
+    index = torch.tensor([item for item, _ in rows], device=device)
+    last = inputs["input_ids"][index, -1:]
+    width = max(len(tokens) for _, tokens in rows)
+    pad = model.tokenizer.pad_token_id
+    targets = torch.tensor([tokens + [pad] * (width - len(tokens)) for _, tokens in rows], device=device)
+    target_mask = torch.tensor([[1] * len(tokens) + [0] * (width - len(tokens)) for _, tokens in rows], device=device)
+    tokens = torch.cat([last, targets], dim=1)
+    mask = torch.cat([inputs["attention_mask"][index], target_mask], dim=1)
+    positions = positions_of(inputs["attention_mask"])[index, -1:] + torch.arange(width + 1, device=device)
+    rows_cache = DynamicCache(ddp_cache_data=[(layer.keys[index], layer.values[index]) for layer in cache.layers])
+    logits = model.model(input_ids=tokens, attention_mask=mask, position_ids=positions, cache=rows_cache).logits
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+    return (logprobs * target_mask).sum(-1).tolist()
+
+
+def normalise(options: Sequence[Sequence[str]], scores: Sequence[float]) -> list[dict[str, float]]:
+    out, at = [], 0
+    for choices in options:
+        logits = torch.tensor(scores[at : at + len(choices)], dtype=torch.float64)
+        out.append(dict(zip(choices, torch.softmax(logits, 0).tolist())))
+        at += len(choices)
+    return out
+
+
+def make_result(item: Prepared, text: str, probabilities: dict[str, float], timings: Timings) -> Result:
+    parsed = parse_answer(text, item.question.options) if text else None
+    best = max(probabilities, key=probabilities.get) if probabilities else None
+    answer, source = (parsed, "text") if parsed else ((best, "probabilities") if best else (None, "none"))
+    return Result(
+        answer=answer,
+        answer_source=source,
+        raw=text,
+        think=extract_think(text),
+        probabilities=probabilities,
+        duration=len(item.samples) / SAMPLE_RATE,
+        note=long_audio_note(item),
+        timings=timings,
+    )
+
+
+def long_audio_note(item: Prepared) -> str | None:
+    """R1-AQA's encoder hears 30 s; longer clips are answered on their first 30 s, and the result says so."""
+    seconds = len(item.samples) / SAMPLE_RATE
+    if seconds <= CHUNK_LENGTH:
+        return None
+    return f"the clip is {seconds:.1f} s long; the model heard only its first {CHUNK_LENGTH} s"
+
+
+def chunked(rows: Sequence, size: int) -> Iterable[Sequence]:
+    return (rows[i : i + size] for i in range(0, len(rows), size))

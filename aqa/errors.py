@@ -1,0 +1,17 @@
+"""Errors whose message is one line a user can act on; the CLI and the app show them without a traceback."""
+
+
+class AQAError(Exception):
+    """Base class: anything the user can fix (bad audio, bad options, a model path that is not a checkpoint)."""
+
+
+class AudioError(AQAError):
+    """An audio input that cannot be used: missing, empty, truncated, not audio, or an unreadable array."""
+
+
+class InputError(AQAError):
+    """A question or an option list that cannot be asked (empty question, fewer than 2 options, duplicates)."""
+
+
+class ModelError(AQAError):
+    """A model that cannot be loaded: not a Qwen2-Audio checkpoint, a missing library, not enough memory."""

@@ -1,0 +1,149 @@
+"""Loading R1-AQA or any Qwen2-Audio checkpoint in bf16, fp32, 4-bit or 8-bit, on the GPU or the CPU."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoProcessor,
+    BitsAndBytesConfig,
+    Qwen2AudioForConditionalGeneration,
+    Qwen2AudioProcessor,
+)
+
+from aqa.errors import ModelError
+
+DEFAULT_MODEL = "mispeech/r1-aqa"
+PRECISIONS = ("bf16", "fp16", "fp32", "4bit", "8bit")
+# Full-name prefixes (bitsandbytes matches from the start of the module name, FACTS.md): the audio encoder,
+# the projector and the output head stay in bf16; only the language model is quantized.
+KEEP_UNQUANTIZED = ["model.audio_tower", "model.multi_modal_projector", "lm_head"]
+# Bytes per parameter of the quantizable layers (NF4 with double quantization costs ~0.516 bytes), for the memory
+# check before loading; embeddings, encoder, projector and head stay at 2 bytes in 4/8-bit.
+BYTES_PER_PARAM = {"bf16": 2.0, "fp16": 2.0, "fp32": 4.0, "4bit": 0.516, "8bit": 1.0}
+
+
+@dataclass(frozen=True)
+class AQAModel:
+    """A loaded checkpoint: the model, its processor, and how it was loaded."""
+
+    model: Qwen2AudioForConditionalGeneration
+    processor: Qwen2AudioProcessor
+    name: str  # the id or path it was loaded from
+    precision: str  # one of PRECISIONS
+    device: torch.device  # where inputs go
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_precision(device: torch.device) -> str:
+    # bf16 halves memory and is what R1-AQA was trained in; CPUs run fp32 much faster than bf16 matmuls.
+    return "bf16" if device.type == "cuda" else "fp32"
+
+
+def load_model(
+    name_or_path: str = DEFAULT_MODEL, precision: str | None = None, device: str | torch.device | None = None
+) -> AQAModel:
+    """Load a Qwen2-Audio checkpoint (R1-AQA by default) ready for `aqa.answer`.
+
+    precision: "bf16" (default on GPU), "fp32" (default on CPU), "fp16", "4bit" (NF4) or "8bit".
+    device: "cuda", "cuda:1", "cpu", ...; the GPU when there is one.
+    """
+    device = torch.device(device) if device is not None else default_device()
+    precision = precision or default_precision(device)
+    config = read_config(name_or_path, precision)
+    check_memory(config, precision, device)
+    try:
+        processor = AutoProcessor.from_pretrained(name_or_path)
+        model = Qwen2AudioForConditionalGeneration.from_pretrained(name_or_path, device_map={"": device}, **load_kwargs(precision))
+    except torch.OutOfMemoryError:
+        raise ModelError(f"not enough {device.type.upper()} memory to load {name_or_path} in {precision}; try --precision 4bit") from None
+    except (OSError, ValueError) as error:
+        raise ModelError(f"cannot load {name_or_path}: {first_line(error)}") from None
+    processor.tokenizer.padding_side = "left"  # batched generation needs left padding (FACTS.md)
+    model.eval()
+    return AQAModel(model=model, processor=processor, name=str(name_or_path), precision=precision, device=device)
+
+
+def read_config(name_or_path: str, precision: str):
+    """Read the config first: it is cheap and gives clear errors before gigabytes are touched."""
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision in ("4bit", "8bit") and importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelError(f"--precision {precision} needs bitsandbytes: pip install bitsandbytes")
+    looks_local = Path(name_or_path).exists() or str(name_or_path).startswith((".", "/", "~"))
+    if looks_local and not Path(name_or_path).expanduser().is_dir():
+        raise ModelError(f"{name_or_path}: no such model directory")
+    if looks_local and not (Path(name_or_path).expanduser() / "config.json").is_file():
+        raise ModelError(f"{name_or_path} is not a Qwen2-Audio checkpoint (no config.json in it)")
+    try:
+        config = AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"cannot load {name_or_path}: {first_line(error)}") from None
+    if config.model_type != "qwen2_audio":
+        raise ModelError(f"{name_or_path} is not a Qwen2-Audio checkpoint (model_type {config.model_type!r})")
+    return config
+
+
+def load_kwargs(precision: str) -> dict:
+    if precision == "4bit":
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            llm_int8_skip_modules=KEEP_UNQUANTIZED,
+        )
+        return {"quantization_config": quantization, "dtype": torch.bfloat16}
+    if precision == "8bit":
+        quantization = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=KEEP_UNQUANTIZED)
+        return {"quantization_config": quantization, "dtype": torch.bfloat16}
+    return {"dtype": {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]}
+
+
+def count_parameters(config) -> tuple[int, int]:
+    """(all parameters, those in the language model's decoder layers) of a Qwen2-Audio config, from its shapes."""
+    text, audio = config.text_config, config.audio_config
+    head_dim = text.hidden_size // text.num_attention_heads
+    kv = text.num_key_value_heads * head_dim
+    attention = text.hidden_size * (2 * text.hidden_size + 2 * kv) + 2 * kv + text.hidden_size
+    layers = text.num_hidden_layers * (attention + 3 * text.hidden_size * text.intermediate_size)
+    encoder = audio.encoder_layers * (4 * audio.d_model**2 + 2 * audio.d_model * audio.encoder_ffn_dim)
+    total = layers + 2 * text.vocab_size * text.hidden_size + encoder + audio.d_model * text.hidden_size
+    return total, layers
+
+
+def weight_bytes(config, precision: str) -> float:
+    """Bytes the weights take in `precision`: 8.39B parameters give ~15.6 GiB in bf16 and ~6.7 GiB in 4-bit."""
+    total, quantizable = count_parameters(config)
+    if precision in ("4bit", "8bit"):
+        return quantizable * BYTES_PER_PARAM[precision] + (total - quantizable) * 2.0
+    return total * BYTES_PER_PARAM[precision]
+
+
+def check_memory(config, precision: str, device: torch.device) -> None:
+    """Fail early, with the numbers, when the GPU cannot hold the weights."""
+    if device.type != "cuda":
+        return
+    free, _ = torch.cuda.mem_get_info(device)
+    needed = weight_bytes(config, precision)
+    if needed > free:
+        raise ModelError(
+            f"not enough GPU memory for this model in {precision}: about {needed / 2**30:.1f} GiB of weights, "
+            f"{free / 2**30:.1f} GiB free; try --precision 4bit"
+        )
+
+
+def first_line(error: Exception) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(error).__name__

@@ -1,0 +1,90 @@
+"""Shared fixtures: the tiny random checkpoint and real audio files made with espeak-ng, sox and FFmpeg."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+MMAU_DIR = SHARED / "data" / "mmau"
+
+# Two cores on CI: keep torch from oversubscribing them when tests spawn subprocesses.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU-only tests skip on machines without CUDA; nothing else is skipped."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def run(command: list[str]) -> None:
+    subprocess.run(command, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random Qwen2-Audio checkpoint, written once per test session (`aqa tiny`)."""
+    from aqa.tiny import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    from aqa import load_model
+
+    return load_model(str(tiny_model_dir), precision="fp32", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    """Real audio files in many shapes; keys name what each one is."""
+    for tool in ("sox", "espeak-ng", "ffmpeg"):
+        assert shutil.which(tool), f"{tool} is needed by the tests (.ci/run installs it)"
+    folder = tmp_path_factory.mktemp("clips")
+    path = {name: folder / name for name in (
+        "speech_16k_mono.wav", "speech_22k.wav", "tone_8k.wav", "stereo_44k.wav", "tone.flac", "speech.mp3",
+        "tone.ogg", "speech.m4a", "long_45s.wav", "short_50ms.wav", "silence.wav", "empty.wav", "text.wav",
+        "truncated.wav",
+    )}
+    run(["espeak-ng", "-v", "en", "-w", str(path["speech_22k.wav"]), "The quick brown fox jumps over the lazy dog."])
+    run(["sox", str(path["speech_22k.wav"]), "-r", "16000", "-c", "1", str(path["speech_16k_mono.wav"])])
+    run(["sox", "-n", "-r", "8000", "-c", "1", str(path["tone_8k.wav"]), "synth", "2", "sine", "440"])
+    run(["sox", "-n", "-r", "44100", "-c", "2", str(path["stereo_44k.wav"]), "synth", "3", "sine", "300", "sine", "500"])
+    run(["sox", "-n", "-r", "16000", str(path["tone.flac"]), "synth", "1.5", "square", "220"])
+    run(["ffmpeg", "-v", "error", "-y", "-i", str(path["speech_22k.wav"]), str(path["speech.mp3"])])
+    run(["sox", "-n", "-r", "22050", str(path["tone.ogg"]), "synth", "1", "sine", "880"])
+    run(["ffmpeg", "-v", "error", "-y", "-i", str(path["speech_22k.wav"]), "-c:a", "aac", str(path["speech.m4a"])])
+    run(["sox", "-n", "-r", "16000", str(path["long_45s.wav"]), "synth", "45", "pinknoise", "vol", "0.3"])
+    run(["sox", "-n", "-r", "16000", str(path["short_50ms.wav"]), "synth", "0.05", "sine", "1000"])
+    run(["sox", "-n", "-r", "16000", str(path["silence.wav"]), "trim", "0", "2"])
+    path["empty.wav"].write_bytes(b"")
+    path["text.wav"].write_text("this is not audio, only text renamed to .wav\n")
+    data = path["stereo_44k.wav"].read_bytes()
+    path["truncated.wav"].write_bytes(data[: len(data) // 3])
+    return path
+
+
+@pytest.fixture
+def aqa_cli():
+    """Run `python -m aqa ...` in a subprocess, as a user would; returns the CompletedProcess."""
+
+    def call(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "aqa", *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+        if check and done.returncode != 0:
+            raise AssertionError(f"aqa {' '.join(map(str, args))} failed:\n{done.stderr}")
+        return done
+
+    return call

@@ -1,0 +1,1 @@
+"""GRPO and SFT training for R1-AQA on TRL (see README: Training)."""
