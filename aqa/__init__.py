@@ -1,9 +1,9 @@
 """Audio question answering with R1-AQA (Qwen2-Audio post-trained with GRPO).
 
-    import aqa
-    model = aqa.load_model()  # mispeech/r1-aqa, bf16 on the GPU, fp32 on the CPU
-    result = aqa.answer(model, "clip.wav", "What is the source of the sound?", ["Dog", "Cat", "Car", "Rain"])
-    result.answer, result.probabilities
+import aqa
+model = aqa.load_model()  # mispeech/r1-aqa, bf16 on the GPU, fp32 on the CPU
+result = aqa.answer(model, "clip.wav", "What is the source of the sound?", ["Dog", "Cat", "Car", "Rain"])
+result.answer, result.probabilities
 """
 
 from aqa.answer import extract_answer, parse_answer

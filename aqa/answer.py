@@ -11,7 +11,10 @@ ANY_TAG = re.compile(r"</?(?:answer|think)>")
 # Characters that wrap an answer without being part of it: quotes, brackets, list reprs, final punctuation.
 WRAPPERS = " \t\n\r\"'`“”‘’[](){}<>.,;:!?*"
 # A bare label: "B", "(B)", "b)", "[2]", "Option 2", "the answer is (C)".
-LABEL = re.compile(r"^(?:(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)\s*(?:is\s*)?[:\-]?\s*)?[(\[]?([a-z]|\d{1,2})[)\].:]?$")
+LABEL = re.compile(
+    r"^(?:(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)\s*(?:is\s*)?[:\-]?\s*)?"  # optional lead-in
+    r"[(\[]?([a-z]|\d{1,2})[)\].:]?$"  # the label itself
+)
 # A label followed by option text: "B. Woman", "(2) Woman", "C: a dog".
 LABELLED = re.compile(r"^[(\[]?([a-z]|\d{1,2})[)\].:]\s*(.+)$", re.DOTALL)
 
@@ -83,7 +86,7 @@ def by_label(candidate: str, options: Sequence[str]) -> list[str]:
 
 
 def labelled_text(candidate: str, options: Sequence[str]) -> list[str]:
-    """"B. Woman": the text must name an option, and the label, if it names one, the same option."""
+    """ "B. Woman": the text must name an option, and the label, if it names one, the same option."""
     match = LABELLED.match(normalize(candidate))
     if not match:
         return []

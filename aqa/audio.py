@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import soundfile as sf
@@ -19,7 +18,7 @@ N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a 30-second window
 MAX_CHANNELS = 32  # a (channels, samples) array with more rows than this is surely (samples, channels)
 
 # What `load_audio` accepts: a path, Gradio's (sample_rate, array) microphone tuple, or a 16 kHz float array.
-AudioInput = Union[str, Path, tuple[int, np.ndarray], np.ndarray]
+AudioInput = str | Path | tuple[int, np.ndarray] | np.ndarray
 
 
 def load_audio(source: AudioInput) -> np.ndarray:
@@ -45,7 +44,8 @@ def read_file(path: Path) -> tuple[np.ndarray, int]:
         samples, rate = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as error:
         if shutil.which("ffmpeg") is None:
-            raise AudioError(f"{path}: not a readable audio file ({describe(error)}); install FFmpeg for m4a/aac/webm")
+            reason = describe(error)
+            raise AudioError(f"{path}: not a readable audio file ({reason}); install FFmpeg for m4a/aac/webm") from None
         return read_with_ffmpeg(path), SAMPLE_RATE
     check_complete(path)
     return samples, rate
@@ -78,7 +78,21 @@ def check_complete(path: Path) -> None:
 
 def read_with_ffmpeg(path: Path) -> np.ndarray:
     """FFmpeg decodes, mixes to mono and resamples in one pass; its last error line names the problem."""
-    command = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-"]
+    command = [
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        str(path),
+        "-f",
+        "f32le",
+        "-ac",
+        "1",
+        "-ar",
+        str(SAMPLE_RATE),
+        "-",
+    ]
     done = subprocess.run(command, capture_output=True)
     if done.returncode != 0 or not done.stdout:
         lines = done.stderr.decode(errors="replace").strip().splitlines()

@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # the last line of defence: one readable line, the traceback only on request
         if args.debug:
             raise
-        print(f"error: {type(error).__name__}: {first_line(error)} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"error: {type(error).__name__}: {first_line(error)} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 
@@ -76,7 +79,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def add_decoding_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--think", action="store_true", help="ask for <think> reasoning first (not the released setup)")
-    parser.add_argument("--sample", action="store_true", help="sample with the checkpoint's generation config (default greedy)")
+    parser.add_argument(
+        "--sample", action="store_true", help="sample with the checkpoint's generation config (default greedy)"
+    )
     parser.add_argument("--max-new-tokens", type=int, help="default 256, or 1024 with --think")
 
 
@@ -149,7 +154,10 @@ def add_batch(commands) -> None:
 
 
 def read_questions(path: Path) -> list[tuple[str, Question]]:
-    """(key, question) per input row; the key is the row's id, or its line number. Audio paths are relative to the file."""
+    """(key, question) per input row; the key is the row's id, else its line number.
+
+    Audio paths are relative to the input file.
+    """
     if not path.is_file():
         raise InputError(f"{path}: no such input file")
     questions = []
@@ -158,7 +166,9 @@ def read_questions(path: Path) -> list[tuple[str, Question]]:
         if missing:
             raise InputError(f"{path}: row {number} has no {', '.join(missing)}")
         audio = Path(row["audio"]) if Path(row["audio"]).is_absolute() else path.parent / row["audio"]
-        questions.append((str(row.get("id", number)), Question(audio, row["question"], tuple(row["options"]), name=row["audio"])))
+        questions.append(
+            (str(row.get("id", number)), Question(audio, row["question"], tuple(row["options"]), name=row["audio"]))
+        )
     return questions
 
 

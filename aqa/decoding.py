@@ -86,7 +86,13 @@ class Prepared:
     load_seconds: float
 
 
-def answer(model: AQAModel, audio: AudioInput, question: str, options: Sequence[str], decoding: DecodingOptions = DecodingOptions()) -> Result:
+def answer(
+    model: AQAModel,
+    audio: AudioInput,
+    question: str,
+    options: Sequence[str],
+    decoding: DecodingOptions = DecodingOptions(),
+) -> Result:
     """Answer one multiple-choice question about one clip; raises AQAError on bad input."""
     [(_, result)] = list(answer_many(model, [Question(audio, question, tuple(options))], decoding, batch_size=1))
     if isinstance(result, AQAError):
@@ -141,7 +147,9 @@ def prepare(question: Question) -> Prepared | AQAError:
     return Prepared(question, samples, time.perf_counter() - start)
 
 
-def run_batch(model: AQAModel, prepared: Sequence[Prepared | AQAError], decoding: DecodingOptions) -> list[Result | AQAError]:
+def run_batch(
+    model: AQAModel, prepared: Sequence[Prepared | AQAError], decoding: DecodingOptions
+) -> list[Result | AQAError]:
     """Answer the good items of a batch together; bad items come back as their errors, in place."""
     good = [item for item in prepared if isinstance(item, Prepared)]
     results = iter(answer_prepared(model, good, decoding) if good else [])
@@ -162,7 +170,9 @@ def answer_prepared(model: AQAModel, items: Sequence[Prepared], decoding: Decodi
     probabilities = [{} for _ in items]
     if decoding.score or not decoding.generate:
         drop_after(cache, prompt_length - 1)  # back to the shared prompt, dropping what generation appended
-        probabilities = score_options(model, inputs, cache, [item.question.options for item in items], texts, decoding.think)
+        probabilities = score_options(
+            model, inputs, cache, [item.question.options for item in items], texts, decoding.think
+        )
     scoring_seconds = time.perf_counter() - clock
 
     share = len(items)
@@ -170,7 +180,10 @@ def answer_prepared(model: AQAModel, items: Sequence[Prepared], decoding: Decodi
         Timings(item.load_seconds, features_seconds / share, generate_seconds / share, scoring_seconds / share)
         for item in items
     ]
-    return [make_result(item, text, probs, timing) for item, text, probs, timing in zip(items, texts, probabilities, timings)]
+    return [
+        make_result(item, text, probs, timing)
+        for item, text, probs, timing in zip(items, texts, probabilities, timings)
+    ]
 
 
 def build_inputs(model: AQAModel, items: Sequence[Prepared], think: bool) -> dict[str, torch.Tensor]:
@@ -243,13 +256,20 @@ def generation_config(model: AQAModel, decoding: DecodingOptions) -> GenerationC
     )
 
 
-def generate(model: AQAModel, inputs: dict[str, torch.Tensor], cache: DynamicCache, decoding: DecodingOptions) -> list[str]:
+def generate(
+    model: AQAModel, inputs: dict[str, torch.Tensor], cache: DynamicCache, decoding: DecodingOptions
+) -> list[str]:
     """Decode from the prefilled cache: only the prompt's last token is new to the model."""
     ids = inputs["input_ids"]
     output = model.model.generate(
-        input_ids=ids, attention_mask=inputs["attention_mask"], cache=cache, generation_config=generation_config(model, decoding)
+        input_ids=ids,
+        attention_mask=inputs["attention_mask"],
+        cache=cache,
+        generation_config=generation_config(model, decoding),
     )
-    return model.processor.batch_decode(output[:, ids.shape[1] :], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    return model.processor.batch_decode(
+        output[:, ids.shape[1] :], skip_special_tokens=True, clean_up_tokenization_spaces=False
+    )
 
 
 def score_options(
@@ -271,7 +291,10 @@ def score_options(
     rows = []  # (batch item, option tokens)
     for item, (choices, text) in enumerate(zip(options, texts)):
         prefix = text.split("<answer>")[0] if think else ""
-        rows += [(item, tokenizer(f"{prefix}<answer>{option}</answer>", add_special_tokens=False)["input_ids"]) for option in choices]
+        rows += [
+            (item, tokenizer(f"{prefix}<answer>{option}</answer>", add_special_tokens=False)["input_ids"])
+            for option in choices
+        ]
     scores = []
     for chunk in chunked(rows, rows_per_chunk(model, cache)):
         scores += continuation_logprobs(model, inputs, cache, chunk)
@@ -284,7 +307,9 @@ def rows_per_chunk(model: AQAModel, cache: DynamicCache) -> int:
     return max(1, SCORING_CACHE_BYTES // max(bytes_per_row, 1))
 
 
-def continuation_logprobs(model: AQAModel, inputs, cache: DynamicCache, rows: Sequence[tuple[int, list[int]]]) -> list[float]:
+def continuation_logprobs(
+    model: AQAModel, inputs, cache: DynamicCache, rows: Sequence[tuple[int, list[int]]]
+) -> list[float]:
     """Summed log-probabilities of each row's tokens after its prompt; one forward pass for all rows."""
     device = model.device
     index = torch.tensor([item for item, _ in rows], device=device)

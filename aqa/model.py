@@ -65,9 +65,13 @@ def load_model(
     check_memory(config, precision, device)
     try:
         processor = AutoProcessor.from_pretrained(name_or_path)
-        model = Qwen2AudioForConditionalGeneration.from_pretrained(name_or_path, device_map={"": device}, **load_kwargs(precision))
+        model = Qwen2AudioForConditionalGeneration.from_pretrained(
+            name_or_path, device_map={"": device}, **load_kwargs(precision)
+        )
     except torch.OutOfMemoryError:
-        raise ModelError(f"not enough {device.type.upper()} memory to load {name_or_path} in {precision}; try --precision 4bit") from None
+        raise ModelError(
+            f"not enough {device.type.upper()} memory to load {name_or_path} in {precision}; try --precision 4bit"
+        ) from None
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot load {name_or_path}: {first_line(error)}") from None
     processor.tokenizer.padding_side = "left"  # batched generation needs left padding (FACTS.md)

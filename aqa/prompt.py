@@ -25,7 +25,10 @@ def build_messages(question: str, options: Sequence[str], think: bool = False, a
     The audio entry carries an `audio_url` key because the chat template R1-AQA ships renders the audio placeholder
     only when that key (or `audio`) is present (FACTS.md); the URL itself is never fetched.
     """
-    content = [{"type": "audio", "audio_url": audio_url}, {"type": "text", "text": build_prompt(question, options, think)}]
+    content = [
+        {"type": "audio", "audio_url": audio_url},
+        {"type": "text", "text": build_prompt(question, options, think)},
+    ]
     return [{"role": "user", "content": content}]
 
 

@@ -38,14 +38,24 @@ CHAT_TEMPLATE = (
 # Full-size shapes of Qwen2-Audio-7B(-Instruct) and R1-AQA (FACTS.md); used by `--random-weights full`.
 FULL_AUDIO = dict(d_model=1280, encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120)
 FULL_TEXT = dict(
-    vocab_size=156032, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-    num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=8192,
+    vocab_size=156032,
+    hidden_size=4096,
+    intermediate_size=11008,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    max_position_embeddings=8192,
 )
 # Small but shaped like the real thing; linear sizes stay multiples of 32 for bitsandbytes' CPU kernels.
 TINY_AUDIO = dict(d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128)
 TINY_TEXT = dict(
-    vocab_size=288, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+    vocab_size=288,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=4096,
 )
 
 
@@ -66,7 +76,9 @@ def build_tokenizer() -> Qwen2Tokenizer:
 def build_processor() -> Qwen2AudioProcessor:
     # 128 mel bins and 30 s windows, exactly like the real model: the feature extractor's frame count must equal
     # 2 * max_source_positions of the encoder.
-    features = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, chunk_length=30, return_attention_mask=True)
+    features = WhisperFeatureExtractor(
+        feature_size=128, sampling_rate=16000, chunk_length=30, return_attention_mask=True
+    )
     return Qwen2AudioProcessor(feature_extractor=features, tokenizer=build_tokenizer(), chat_template=CHAT_TEMPLATE)
 
 
@@ -75,8 +87,14 @@ def build_config(tokenizer: Qwen2Tokenizer, size: str = "tiny") -> Qwen2AudioCon
     audio, text = (TINY_AUDIO, TINY_TEXT) if size == "tiny" else (FULL_AUDIO, FULL_TEXT)
     ids = tokenizer.convert_tokens_to_ids
     text_config = dict(
-        model_type="qwen2", rope_theta=10000.0, rms_norm_eps=1e-6, tie_word_embeddings=False,
-        bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"), **text,
+        model_type="qwen2",
+        rope_theta=10000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        bos_token_id=ids("<|endoftext|>"),
+        eos_token_id=ids("<|im_end|>"),
+        pad_token_id=ids("<|endoftext|>"),
+        **text,
     )
     audio_config = dict(model_type="qwen2_audio_encoder", num_mel_bins=128, max_source_positions=1500, **audio)
     return Qwen2AudioConfig(audio_config=audio_config, text_config=text_config, audio_token_id=ids("<|AUDIO|>"))
@@ -86,8 +104,13 @@ def build_generation_config(tokenizer: Qwen2Tokenizer) -> GenerationConfig:
     # Qwen2-Audio-7B-Instruct ships a sampling config; keep one here too so `--sample` has something to use.
     ids = tokenizer.convert_tokens_to_ids
     return GenerationConfig(
-        do_sample=True, top_k=0, top_p=0.5, temperature=0.7, repetition_penalty=1.1,
-        eos_token_id=[ids("<|im_end|>"), ids("<|endoftext|>")], pad_token_id=ids("<|endoftext|>"),
+        do_sample=True,
+        top_k=0,
+        top_p=0.5,
+        temperature=0.7,
+        repetition_penalty=1.1,
+        eos_token_id=[ids("<|im_end|>"), ids("<|endoftext|>")],
+        pad_token_id=ids("<|endoftext|>"),
         bos_token_id=ids("<|endoftext|>"),
     )
 

@@ -11,6 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
+# Tests never touch the network: every model is the tiny checkpoint built locally.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 MMAU_DIR = SHARED / "data" / "mmau"
@@ -54,15 +60,31 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     for tool in ("sox", "espeak-ng", "ffmpeg"):
         assert shutil.which(tool), f"{tool} is needed by the tests (.ci/run installs it)"
     folder = tmp_path_factory.mktemp("clips")
-    path = {name: folder / name for name in (
-        "speech_16k_mono.wav", "speech_22k.wav", "tone_8k.wav", "stereo_44k.wav", "tone.flac", "speech.mp3",
-        "tone.ogg", "speech.m4a", "long_45s.wav", "short_50ms.wav", "silence.wav", "empty.wav", "text.wav",
-        "truncated.wav",
-    )}
+    path = {
+        name: folder / name
+        for name in (
+            "speech_16k_mono.wav",
+            "speech_22k.wav",
+            "tone_8k.wav",
+            "stereo_44k.wav",
+            "tone.flac",
+            "speech.mp3",
+            "tone.ogg",
+            "speech.m4a",
+            "long_45s.wav",
+            "short_50ms.wav",
+            "silence.wav",
+            "empty.wav",
+            "text.wav",
+            "truncated.wav",
+        )
+    }
     run(["espeak-ng", "-v", "en", "-w", str(path["speech_22k.wav"]), "The quick brown fox jumps over the lazy dog."])
     run(["sox", str(path["speech_22k.wav"]), "-r", "16000", "-c", "1", str(path["speech_16k_mono.wav"])])
     run(["sox", "-n", "-r", "8000", "-c", "1", str(path["tone_8k.wav"]), "synth", "2", "sine", "440"])
-    run(["sox", "-n", "-r", "44100", "-c", "2", str(path["stereo_44k.wav"]), "synth", "3", "sine", "300", "sine", "500"])
+    run(
+        ["sox", "-n", "-r", "44100", "-c", "2", str(path["stereo_44k.wav"]), "synth", "3", "sine", "300", "sine", "500"]
+    )
     run(["sox", "-n", "-r", "16000", str(path["tone.flac"]), "synth", "1.5", "square", "220"])
     run(["ffmpeg", "-v", "error", "-y", "-i", str(path["speech_22k.wav"]), str(path["speech.mp3"])])
     run(["sox", "-n", "-r", "22050", str(path["tone.ogg"]), "synth", "1", "sine", "880"])

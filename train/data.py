@@ -1,0 +1,119 @@
+"""Training data: R1-AQA's AVQA JSONL and MMAU-style rows, read into one typed example, bad rows skipped and counted.
+
+Shared by GRPO (`train.grpo`) and SFT (`train.sft`); the prompt and the audio loader come from `aqa`, so training
+sees exactly what inference sees.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from aqa.audio import load_audio
+from aqa.errors import AQAError
+
+logger = logging.getLogger(__name__)
+
+AUDIO_KEYS = ("audio_path", "audio", "audio_id")  # AVQA uses audio_path, MMAU audio_id
+VIDEO_WORD = re.compile(r"\bvideo\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str  # the row's id, else its line number
+    audio_path: str  # absolute, or as given when already absolute
+    question: str
+    options: tuple[str, ...]
+    answer: str  # the correct option's text
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    drop_view: bool = False  # drop AVQA rows whose question_relation is "View" (unanswerable from audio alone)
+    video_to_audio: bool = False  # R1-AQA's training rewrite of the word "video" to "audio" in AVQA questions
+    check_audio: bool = True  # decode every clip once up front so a bad file cannot crash a training step
+
+
+def load_examples(path: str | Path, options: DataOptions = DataOptions()) -> tuple[list[Example], Counter]:
+    """Examples from a JSONL file, and a Counter of skipped rows by reason; the counts are logged."""
+    path = Path(path)
+    skipped: Counter = Counter()
+    examples = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            example = parse_row(line, number, path.parent, options, skipped)
+            if example is not None:
+                examples.append(example)
+    if options.check_audio:
+        examples = drop_unreadable(examples, skipped)
+    logger.info("%s: %d examples kept, %d skipped %s", path, len(examples), sum(skipped.values()), dict(skipped))
+    return examples, skipped
+
+
+def parse_row(line: str, number: int, base: Path, options: DataOptions, skipped: Counter) -> Example | None:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        skipped["invalid json"] += 1
+        return None
+    if options.drop_view and row.get("question_relation") == "View":
+        skipped["view question"] += 1
+        return None
+    audio = next((row[key] for key in AUDIO_KEYS if row.get(key)), None)
+    question = row.get("question_text", row.get("question"))
+    choices = row.get("multi_choice", row.get("choices"))
+    if audio is None or not question or not isinstance(choices, list) or len(choices) < 2:
+        skipped["missing field"] += 1
+        return None
+    answer = correct_option(row, choices)
+    if answer is None:
+        skipped["answer not among choices"] += 1
+        return None
+    if options.video_to_audio:
+        question = VIDEO_WORD.sub(lambda m: "Audio" if m.group(0)[0].isupper() else "audio", question)
+    audio_path = Path(audio) if Path(audio).is_absolute() else (base / audio).resolve()
+    choices = tuple(str(choice) for choice in choices)
+    return Example(str(row.get("id", number)), str(audio_path), question, choices, answer)
+
+
+def correct_option(row: dict, choices: Sequence) -> str | None:
+    """AVQA gives the answer as an index into multi_choice; MMAU-style rows give its text."""
+    answer = row.get("answer")
+    if isinstance(answer, int) and not isinstance(answer, bool):
+        return str(choices[answer]) if 0 <= answer < len(choices) else None
+    if isinstance(answer, str) and answer in [str(choice) for choice in choices]:
+        return answer
+    return None
+
+
+def drop_unreadable(examples: list[Example], skipped: Counter) -> list[Example]:
+    """Decode every clip once (in threads: decoding releases the GIL) and drop those that fail."""
+
+    def readable(example: Example) -> str | None:
+        try:
+            load_audio(example.audio_path)
+        except AQAError as error:
+            return str(error)
+        return None
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        problems = list(tqdm(pool.map(readable, examples), total=len(examples), desc="checking audio", unit="clip"))
+    kept = []
+    for example, problem in zip(examples, problems):
+        if problem is None:
+            kept.append(example)
+        else:
+            reason = "missing audio" if "file not found" in problem else "unreadable audio"
+            skipped[reason] += 1
+            logger.debug("skipped %s: %s", example.id, problem)
+    return kept
