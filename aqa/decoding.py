@@ -44,6 +44,7 @@ class Question:
     question: str
     options: tuple[str, ...]
     name: str = ""  # shown in notes and errors; the file name by default
+    allow_duplicate_options: bool = False  # ask a benchmark item that repeats an option verbatim (MMAU has some)
 
     def __post_init__(self):
         object.__setattr__(self, "options", tuple(self.options))
@@ -140,7 +141,7 @@ def prepare_all(questions: Sequence[Question]) -> list[Prepared | AQAError]:
 def prepare(question: Question) -> Prepared | AQAError:
     start = time.perf_counter()
     try:
-        check_question(question.question, question.options)
+        check_question(question.question, question.options, question.allow_duplicate_options)
         samples = load_audio(question.audio)
     except AQAError as error:
         return error
@@ -170,9 +171,9 @@ def answer_prepared(model: AQAModel, items: Sequence[Prepared], decoding: Decodi
     probabilities = [{} for _ in items]
     if decoding.score or not decoding.generate:
         drop_after(cache, prompt_length - 1)  # back to the shared prompt, dropping what generation appended
-        probabilities = score_options(
-            model, inputs, cache, [item.question.options for item in items], texts, decoding.think
-        )
+        # A repeated option is scored once, so that the probabilities still sum to 1 over the distinct options.
+        distinct = [tuple(dict.fromkeys(item.question.options)) for item in items]
+        probabilities = score_options(model, inputs, cache, distinct, texts, decoding.think)
     scoring_seconds = time.perf_counter() - clock
 
     share = len(items)

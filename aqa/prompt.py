@@ -32,8 +32,12 @@ def build_messages(question: str, options: Sequence[str], think: bool = False, a
     return [{"role": "user", "content": content}]
 
 
-def check_question(question: str, options: Sequence[str]) -> None:
-    """Raise InputError when the question cannot be asked as a multiple-choice question."""
+def check_question(question: str, options: Sequence[str], allow_duplicates: bool = False) -> None:
+    """Raise InputError when the question cannot be asked as a multiple-choice question.
+
+    allow_duplicates: benchmark files repeat options (MMAU test-mini: 20 items of the 2025-03-25 file, 27 of the
+    2025-08-09 one, e.g. ['four', 'nine', 'fourteen', 'fourteen']); evaluation asks them verbatim, as R1-AQA did.
+    """
     if not isinstance(question, str) or not question.strip():
         raise InputError("the question is empty")
     if isinstance(options, str):
@@ -43,6 +47,8 @@ def check_question(question: str, options: Sequence[str]) -> None:
     blank = [i + 1 for i, option in enumerate(options) if not isinstance(option, str) or not option.strip()]
     if blank:
         raise InputError(f"option {blank[0]} is blank")
+    if allow_duplicates:
+        return
     seen: dict[str, str] = {}
     for option in options:
         key = option.strip().casefold()
