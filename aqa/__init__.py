@@ -1,18 +1,37 @@
 """Audio question answering with R1-AQA (Qwen2-Audio post-trained with GRPO).
 
-import aqa
-model = aqa.load_model()  # mispeech/r1-aqa, bf16 on the GPU, fp32 on the CPU
-result = aqa.answer(model, "clip.wav", "What is the source of the sound?", ["Dog", "Cat", "Car", "Rain"])
-result.answer, result.probabilities
+    import aqa
+    model = aqa.load_model()  # mispeech/r1-aqa, bf16 on the GPU, fp32 on the CPU
+    result = aqa.answer(model, "clip.wav", "What is the source of the sound?", ["Dog", "Cat", "Car", "Rain"])
+    result.answer, result.probabilities
+
+Names are imported on first use (PEP 562), so `import aqa` and the CLI's `--help` do not wait for torch.
 """
 
-from aqa.answer import extract_answer, parse_answer
-from aqa.audio import SAMPLE_RATE, load_audio
-from aqa.decoding import DecodingOptions, Question, Result, Timings, answer, answer_many
-from aqa.errors import AQAError, AudioError, InputError, ModelError
-from aqa.model import DEFAULT_MODEL, AQAModel, load_model
-from aqa.prompt import build_messages, build_prompt
+import importlib
+from typing import TYPE_CHECKING
 
+_EXPORTS = {
+    "extract_answer": "aqa.parsing",
+    "parse_answer": "aqa.parsing",
+    "SAMPLE_RATE": "aqa.audio",
+    "load_audio": "aqa.audio",
+    "DecodingOptions": "aqa.decoding",
+    "Question": "aqa.decoding",
+    "Result": "aqa.decoding",
+    "Timings": "aqa.decoding",
+    "answer": "aqa.decoding",
+    "answer_many": "aqa.decoding",
+    "DEFAULT_MODEL": "aqa.defaults",
+    "AQAError": "aqa.errors",
+    "AudioError": "aqa.errors",
+    "InputError": "aqa.errors",
+    "ModelError": "aqa.errors",
+    "AQAModel": "aqa.model",
+    "load_model": "aqa.model",
+    "build_messages": "aqa.prompt",
+    "build_prompt": "aqa.prompt",
+}
 __all__ = [
     "AQAError",
     "AQAModel",
@@ -34,3 +53,24 @@ __all__ = [
     "load_model",
     "parse_answer",
 ]
+
+if TYPE_CHECKING:
+    from aqa.audio import SAMPLE_RATE, load_audio
+    from aqa.decoding import DecodingOptions, Question, Result, Timings, answer, answer_many
+    from aqa.defaults import DEFAULT_MODEL
+    from aqa.errors import AQAError, AudioError, InputError, ModelError
+    from aqa.model import AQAModel, load_model
+    from aqa.parsing import extract_answer, parse_answer
+    from aqa.prompt import build_messages, build_prompt
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'aqa' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return __all__

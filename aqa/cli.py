@@ -11,13 +11,17 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aqa.audio import load_audio
-from aqa.decoding import DecodingOptions, Question, Result, answer, answer_many
-from aqa.errors import AQAError, InputError
+from aqa.defaults import DEFAULT_MODEL, PRECISIONS
+from aqa.errors import AQAError, InputError, first_line
 from aqa.jsonl import ResumableJsonl, read_jsonl
-from aqa.model import DEFAULT_MODEL, PRECISIONS, AQAModel, first_line, load_model
 from aqa.prompt import check_question
+
+if TYPE_CHECKING:  # torch and transformers load in seconds: only commands that run a model import them
+    from aqa.decoding import DecodingOptions, Question, Result
+    from aqa.model import AQAModel
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,11 +90,15 @@ def add_decoding_args(parser: argparse.ArgumentParser) -> None:
 
 
 def model_from_args(args: argparse.Namespace) -> AQAModel:
+    from aqa.model import load_model
+
     print(f"loading {args.model} ...", file=sys.stderr)
     return load_model(args.model, precision=args.precision, device=args.device)
 
 
 def decoding_from_args(args: argparse.Namespace) -> DecodingOptions:
+    from aqa.decoding import DecodingOptions
+
     return DecodingOptions(think=args.think, sample=args.sample, max_new_tokens=args.max_new_tokens)
 
 
@@ -115,6 +123,8 @@ def add_ask(commands) -> None:
 
 
 def run_ask(args: argparse.Namespace) -> int:
+    from aqa.decoding import answer
+
     check_question(args.question, args.options)  # bad input fails before minutes of model loading
     samples = load_audio(args.audio)
     model = model_from_args(args)
@@ -158,6 +168,8 @@ def read_questions(path: Path) -> list[tuple[str, Question]]:
 
     Audio paths are relative to the input file.
     """
+    from aqa.decoding import Question
+
     if not path.is_file():
         raise InputError(f"{path}: no such input file")
     questions = []
@@ -173,6 +185,8 @@ def read_questions(path: Path) -> list[tuple[str, Question]]:
 
 
 def run_batch(args: argparse.Namespace) -> int:
+    from aqa.decoding import answer_many
+
     questions = read_questions(Path(args.input))
     with ResumableJsonl(args.output, key="id") as output:
         todo = [(key, question) for key, question in questions if key not in output.done]

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache, GenerationConfig
 
-from aqa.answer import extract_think, parse_answer
+from aqa.parsing import extract_think, parse_answer
 from aqa.audio import CHUNK_LENGTH, N_SAMPLES, SAMPLE_RATE, AudioInput, duration_of, load_audio
 from aqa.errors import AQAError
 from aqa.model import AQAModel

@@ -15,3 +15,9 @@ class InputError(AQAError):
 
 class ModelError(AQAError):
     """A model that cannot be loaded: not a Qwen2-Audio checkpoint, a missing library, not enough memory."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of an exception's message (library errors can run to pages)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

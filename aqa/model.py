@@ -15,10 +15,9 @@ from transformers import (
     Qwen2AudioProcessor,
 )
 
-from aqa.errors import ModelError
+from aqa.defaults import DEFAULT_MODEL, PRECISIONS
+from aqa.errors import ModelError, first_line
 
-DEFAULT_MODEL = "mispeech/r1-aqa"
-PRECISIONS = ("bf16", "fp16", "fp32", "4bit", "8bit")
 # Full-name prefixes (bitsandbytes matches from the start of the module name, FACTS.md): the audio encoder,
 # the projector and the output head stay in bf16; only the language model is quantized.
 KEEP_UNQUANTIZED = ["model.audio_tower", "model.multi_modal_projector", "lm_head"]
@@ -146,8 +145,3 @@ def check_memory(config, precision: str, device: torch.device) -> None:
             f"not enough GPU memory for this model in {precision}: about {needed / 2**30:.1f} GiB of weights, "
             f"{free / 2**30:.1f} GiB free; try --precision 4bit"
         )
-
-
-def first_line(error: Exception) -> str:
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return lines[0].strip() if lines else type(error).__name__

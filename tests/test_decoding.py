@@ -1,0 +1,226 @@
+"""Answering on the tiny model: equal to the model card's recipe, batched equal to one-at-a-time, honest scores."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import aqa
+from aqa import decoding
+from aqa.audio import SAMPLE_RATE, load_audio
+from aqa.decoding import DecodingOptions, Prepared, Question, Timings, make_result
+from aqa.errors import AudioError, InputError
+from aqa.prompt import build_messages
+
+QUESTION = "Based on the given audio, identify the source of the speaking voice."
+OPTIONS = ["Man", "Woman", "Child", "Robot"]
+
+
+def model_card_inputs(model, path, question=QUESTION, options=OPTIONS):
+    """The model card's recipe (processor + chat template), with transformers 5's `audio=` keyword."""
+    texts = model.processor.apply_chat_template(
+        build_messages(question, options, audio_url=str(path)), add_generation_prompt=True, tokenize=False
+    )
+    audio = [load_audio(path)]
+    return model.processor(text=texts, audio=audio, sampling_rate=16000, return_tensors="pt", padding=True)
+
+
+def model_card_generate(model, inputs, **kwargs):
+    ids = model.model.generate(**inputs, max_new_tokens=256, **kwargs)
+    return model.processor.batch_decode(
+        ids[:, inputs.input_ids.size(1) :], skip_special_tokens=True, clean_up_tokenization_spaces=False
+    )[0]
+
+
+def test_greedy_equals_model_card_recipe(tiny_model, clips):
+    """Greedy means argmax with no repetition penalty, whatever the checkpoint's generation config says."""
+    path = clips["speech_16k_mono.wav"]
+    expected = model_card_generate(
+        tiny_model, model_card_inputs(tiny_model, path), do_sample=False, repetition_penalty=1.0
+    )
+    result = aqa.answer(tiny_model, path, QUESTION, OPTIONS)
+    assert result.raw == expected and len(expected) > 0
+
+
+def test_sample_equals_model_card_default_generate(tiny_model, clips):
+    """--sample uses the checkpoint's generation config, like the card's plain `generate(**inputs)`."""
+    path = clips["speech_16k_mono.wav"]
+    inputs = model_card_inputs(tiny_model, path)
+    torch.manual_seed(123)
+    expected = model_card_generate(tiny_model, inputs)
+    torch.manual_seed(123)
+    result = aqa.answer(tiny_model, path, QUESTION, OPTIONS, DecodingOptions(sample=True))
+    assert result.raw == expected
+
+
+def full_sequence_probabilities(model, path, options):
+    """Reference scoring without any sharing: one full forward (audio + prompt + answer) per option."""
+    inputs = model_card_inputs(model, path, QUESTION, options)
+    scores = []
+    for option in options:
+        answer_ids = model.tokenizer(f"<answer>{option}</answer>", add_special_tokens=False, return_tensors="pt")
+        ids = torch.cat([inputs.input_ids, answer_ids.input_ids], dim=1)
+        mask = torch.ones_like(ids)
+        with torch.no_grad():
+            logits = model.model(
+                input_ids=ids,
+                attention_mask=mask,
+                input_features=inputs.input_features,
+                feature_attention_mask=inputs.feature_attention_mask,
+            ).logits
+        n = answer_ids.input_ids.shape[1]
+        logprobs = torch.log_softmax(logits[0, -n - 1 : -1].double(), -1)
+        scores.append(logprobs.gather(-1, answer_ids.input_ids[0, :, None]).sum().item())
+    return dict(zip(options, torch.softmax(torch.tensor(scores), 0).tolist()))
+
+
+def test_probabilities_equal_unshared_scoring(tiny_model, clips):
+    options = ["Dog", "Dog barking", "A cat", "Rain on a roof"]
+    path = clips["tone_8k.wav"]
+    result = aqa.answer(tiny_model, path, QUESTION, options)
+    expected = full_sequence_probabilities(tiny_model, path, options)
+    assert list(result.probabilities) == options
+    for option in options:
+        assert result.probabilities[option] == pytest.approx(expected[option], abs=1e-4)
+
+
+def test_probabilities_cover_options_and_sum_to_one(tiny_model, clips):
+    options = ["Yes", "No", "Maybe"]
+    result = aqa.answer(tiny_model, clips["tone.flac"], "Is it a tone?", options)
+    assert list(result.probabilities) == options
+    assert math.isclose(sum(result.probabilities.values()), 1.0, abs_tol=1e-9)
+    assert all(0.0 <= p <= 1.0 for p in result.probabilities.values())
+
+
+def batch_questions(clips):
+    return [
+        Question(clips["long_45s.wav"], "What do you hear?", ("Noise", "Music", "Speech")),
+        Question(clips["short_50ms.wav"], "Is there a beep?", ("Yes", "No")),
+        Question(clips["speech_22k.wav"], QUESTION, tuple(OPTIONS)),
+        Question(clips["stereo_44k.wav"], "How many tones?", ("One", "Two", "Three", "Four", "Five")),
+        Question(clips["silence.wav"], "Is it silent?", ("Yes", "No")),
+    ]
+
+
+def test_batched_greedy_equals_one_at_a_time(tiny_model, clips):
+    questions = batch_questions(clips)
+    decoding_options = DecodingOptions(max_new_tokens=24)
+    batched = dict(aqa.answer_many(tiny_model, questions, decoding_options, batch_size=4))
+    assert sorted(batched) == list(range(len(questions)))
+    for index, question in enumerate(questions):
+        alone = aqa.answer(tiny_model, question.audio, question.question, question.options, decoding_options)
+        assert batched[index].raw == alone.raw, question.audio
+        for option in question.options:
+            assert batched[index].probabilities[option] == pytest.approx(alone.probabilities[option], abs=1e-4)
+
+
+def test_scoring_in_small_chunks_gives_the_same_numbers(tiny_model, clips, monkeypatch):
+    questions = batch_questions(clips)[:3]
+    decoding_options = DecodingOptions(generate=False)
+    whole = dict(aqa.answer_many(tiny_model, questions, decoding_options, batch_size=3))
+    monkeypatch.setattr(decoding, "SCORING_CACHE_BYTES", 1)  # one row per forward pass
+    chunked = dict(aqa.answer_many(tiny_model, questions, decoding_options, batch_size=3))
+    for index in whole:
+        for option, p in whole[index].probabilities.items():
+            assert chunked[index].probabilities[option] == pytest.approx(p, abs=1e-5)
+
+
+def test_bad_items_come_back_as_errors_in_place(tiny_model, clips):
+    questions = [
+        Question(clips["tone.ogg"], "Tone?", ("Yes", "No")),
+        Question(clips["empty.wav"], "Tone?", ("Yes", "No")),
+        Question(clips["tone.ogg"], "Tone?", ("Yes", "yes")),
+        Question(clips["tone_8k.wav"], "", ("Yes", "No")),
+    ]
+    results = dict(aqa.answer_many(tiny_model, questions, DecodingOptions(max_new_tokens=8), batch_size=4))
+    assert isinstance(results[0], aqa.Result)
+    assert isinstance(results[1], AudioError) and "empty file" in str(results[1])
+    assert isinstance(results[2], InputError) and "duplicate" in str(results[2])
+    assert isinstance(results[3], InputError) and "question is empty" in str(results[3])
+
+
+def test_answer_raises_on_bad_input(tiny_model, clips):
+    with pytest.raises(AudioError, match="truncated"):
+        aqa.answer(tiny_model, clips["truncated.wav"], "Q?", ["a", "b"])
+
+
+def test_long_clip_is_answered_on_its_first_30_seconds_and_says_so(tiny_model, clips):
+    result = aqa.answer(tiny_model, clips["long_45s.wav"], "What is it?", ["Noise", "Music"])
+    assert result.duration == pytest.approx(45.0, abs=0.01)
+    assert result.note and "45.0 s" in result.note and "first 30 s" in result.note
+    first_30 = load_audio(clips["long_45s.wav"])[: 30 * SAMPLE_RATE]
+    same = aqa.answer(tiny_model, first_30, "What is it?", ["Noise", "Music"])
+    assert same.raw == result.raw and same.note is None
+
+
+@pytest.mark.parametrize("name", ["short_50ms.wav", "silence.wav", "stereo_44k.wav"])
+def test_edge_clips_are_answered(tiny_model, clips, name):
+    result = aqa.answer(tiny_model, clips[name], "What is it?", ["Tone", "Silence"], DecodingOptions(max_new_tokens=8))
+    assert result.answer in ("Tone", "Silence") and result.note is None
+
+
+def test_microphone_tuple(tiny_model):
+    rate, seconds = 44100, 1.5
+    wave = (np.sin(np.linspace(0, 2 * np.pi * 440 * seconds, int(rate * seconds))) * 20000).astype(np.int16)
+    result = aqa.answer(tiny_model, (rate, np.stack([wave, wave], 1)), "Tone?", ["Yes", "No"])
+    assert result.duration == pytest.approx(seconds, abs=0.01)
+
+
+def test_fallback_to_probabilities_when_text_names_no_option(tiny_model, clips):
+    """The random tiny model writes gibberish, so the answer is the most probable option, and it says so."""
+    result = aqa.answer(tiny_model, clips["tone.flac"], "What?", ["Alpha", "Beta", "Gamma"])
+    assert result.answer_source == "probabilities"
+    assert result.answer == max(result.probabilities, key=result.probabilities.get)
+
+
+def test_skipping_generation_answers_from_probabilities(tiny_model, clips):
+    result = aqa.answer(tiny_model, clips["tone.flac"], "What?", ["Alpha", "Beta"], DecodingOptions(generate=False))
+    assert result.raw == "" and result.answer_source == "probabilities" and result.timings.generate >= 0
+
+
+def test_thinking_mode(tiny_model, clips):
+    result = aqa.answer(
+        tiny_model, clips["tone.flac"], "What?", ["Alpha", "Beta"], DecodingOptions(think=True, max_new_tokens=16)
+    )
+    assert math.isclose(sum(result.probabilities.values()), 1.0, abs_tol=1e-9)
+
+
+def prepared(options, seconds=1.0):
+    return Prepared(Question("x.wav", "Q?", options), np.zeros(int(seconds * SAMPLE_RATE), np.float32), 0.0)
+
+
+RESULT_CASES = [
+    ("<answer>Woman</answer>", {"Man": 0.9, "Woman": 0.1}, "Woman", "text", "the text wins over the probabilities"),
+    ("gibberish", {"Man": 0.9, "Woman": 0.1}, "Man", "probabilities", "no option named: the most probable"),
+    ("<think>hmm</think><answer>Man", {"Man": 0.2, "Woman": 0.8}, "Man", "text", "an unclosed tag still names one"),
+    ("gibberish", {}, None, "none", "neither text nor probabilities"),
+]
+
+
+@pytest.mark.parametrize(
+    "text, probabilities, expected, source, reason", RESULT_CASES, ids=[c[4] for c in RESULT_CASES]
+)
+def test_make_result_chooses_the_answer(text, probabilities, expected, source, reason):
+    result = make_result(prepared(("Man", "Woman")), text, probabilities, Timings())
+    assert (result.answer, result.answer_source) == (expected, source), reason
+
+
+def test_result_is_frozen(tiny_model, clips):
+    result = aqa.answer(tiny_model, clips["tone.flac"], "What?", ["Alpha", "Beta"], DecodingOptions(max_new_tokens=4))
+    with pytest.raises(AttributeError):
+        result.answer = "Beta"
+    assert set(vars(result.timings)) == {"audio", "features", "generate", "scoring"}
+    assert result.timings.total > 0
+
+
+def test_4bit_on_cpu(tiny_model_dir, clips):
+    """NF4 on the language model only; encoder, projector and head stay unquantized (FACTS.md)."""
+    model = aqa.load_model(str(tiny_model_dir), precision="4bit", device="cpu")
+    kinds = {name: type(module).__name__ for name, module in model.model.named_modules()}
+    assert kinds["model.language_model.layers.0.mlp.up_proj"] == "Linear4bit"
+    assert kinds["model.audio_tower.layers.0.fc1"] == "Linear"
+    assert kinds["model.multi_modal_projector.linear"] == "Linear"
+    assert kinds["lm_head"] == "Linear"
+    result = aqa.answer(model, clips["speech.mp3"], QUESTION, OPTIONS, DecodingOptions(max_new_tokens=8))
+    assert result.answer in OPTIONS and math.isclose(sum(result.probabilities.values()), 1.0, abs_tol=1e-6)
