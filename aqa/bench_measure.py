@@ -1,0 +1,409 @@
+"""The measurements behind `aqa bench` (see aqa/bench.py): latency per stage, throughput per batch size, the model
+card's recipe as the baseline, peak memory, and the full-size architecture with random weights built on the device.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch import nn
+
+from aqa import extract_answer
+from aqa.audio import CHUNK_LENGTH, SAMPLE_RATE, load_audio
+from aqa.bench import BenchOptions
+from aqa.decoding import (
+    DecodingOptions,
+    Prepared,
+    Question,
+    answer_many,
+    build_inputs,
+    continuation_logprobs,
+    drop_after,
+    generate,
+    prefill,
+    prepare,
+    score_options,
+)
+from aqa.errors import AQAError, ModelError
+from aqa.model import KEEP_UNQUANTIZED, AQAModel, default_device, default_precision, load_model
+from aqa.prompt import build_messages
+
+CLIP_RATE = 44100  # the synthetic clips' sample rate: CD audio, so every clip is really resampled to 16 kHz
+QUESTION = "What is the source of the sound?"
+OPTIONS = ("Dog barking", "Car engine", "Rain", "Human speech")
+GIB = 2**30
+
+
+def measure(
+    model_name: str, precision: str | None, device: str | None, options: BenchOptions, threads: int | None = None
+) -> dict:
+    """Every figure of the report, in one process: load, warm up, then each measurement in turn."""
+    if threads:
+        torch.set_num_threads(threads)
+    device = torch.device(device) if device else default_device()
+    with tempfile.TemporaryDirectory(prefix="aqa-bench-") as folder:
+        count = max(options.clips, options.latency_runs, options.baseline_runs)
+        questions = [Question(path, QUESTION, OPTIONS) for path in write_clips(Path(folder), count, options.seconds)]
+        reset_peak(device)
+        start = time.perf_counter()
+        model = load_bench_model(model_name, precision, device, options.random_weights)
+        load_seconds, load_peak = time.perf_counter() - start, read_peak(device)
+        say(f"loaded {model.name} ({model.precision}, {device}) in {load_seconds:.1f} s; warming up")
+        decoding = DecodingOptions(max_new_tokens=options.max_new_tokens)
+        largest = max(options.batch_sizes)
+        list(answer_many(model, questions[:largest], decoding, largest))
+        reset_peak(device)
+        report = {"machine": describe_machine(device), "model": describe_model(model, load_seconds, options)}
+        report |= measure_latency(model, questions[: options.latency_runs], decoding)
+        report |= measure_throughput(model, questions[: options.clips], decoding, options.batch_sizes)
+        report |= measure_baseline(model, questions[: options.baseline_runs], options.max_new_tokens)
+        report["speedup_vs_baseline"] = speedups(report)
+        report["peak_memory_gib"] = {"kind": peak_kind(device), "load": load_peak, "inference": read_peak(device)}
+        report["audio_and_features_30s_ms"] = measure_features(model, Path(folder))
+    return report
+
+
+def say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# --- synthetic clips ----------------------------------------------------------------------------------------------
+
+
+def write_clips(folder: Path, count: int, seconds: float) -> list[Path]:
+    """`count` different clips: a tone (a different pitch each) over noise, written as 44.1 kHz 16-bit WAV."""
+    rng = np.random.default_rng(0)
+    time_axis = np.arange(int(seconds * CLIP_RATE)) / CLIP_RATE
+    paths = []
+    for index in range(count):
+        tone = 0.3 * np.sin(2 * np.pi * (110 + 37 * index) * time_axis)
+        samples = (tone + 0.05 * rng.standard_normal(time_axis.size)).astype(np.float32)
+        path = folder / f"clip_{index:04d}.wav"
+        sf.write(path, samples, CLIP_RATE, subtype="PCM_16")
+        paths.append(path)
+    return paths
+
+
+# --- the model: a checkpoint, or random weights built on the device -----------------------------------------------
+
+
+def load_bench_model(name: str, precision: str | None, device: torch.device, random_weights: str | None) -> AQAModel:
+    if not random_weights:
+        return load_model(name, precision=precision, device=device)
+    return build_random_model(random_weights, precision or default_precision(device), device)
+
+
+def build_random_model(size: str, precision: str, device: torch.device) -> AQAModel:
+    """The tiny or full-size Qwen2-Audio architecture with random weights, allocated on `device` in its dtype.
+
+    The full size is built directly on the GPU in bf16 (16 GiB), never as 34 GB of fp32 on the CPU. For 4-bit the
+    bf16 language-model layers are then replaced by NF4 ones, as loading a checkpoint with `--precision 4bit` does.
+    """
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    from aqa.tiny import build_config, build_generation_config, build_processor
+
+    if precision == "8bit":
+        raise ModelError("--random-weights supports bf16, fp16, fp32 and 4bit")
+    dtype = {"fp32": torch.float32, "fp16": torch.float16}.get(precision, torch.bfloat16)
+    processor = build_processor()
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen2AudioForConditionalGeneration._from_config(build_config(processor.tokenizer, size), dtype=dtype)
+    model.generation_config = build_generation_config(processor.tokenizer)
+    if precision == "4bit":
+        quantize_4bit(model, device)
+    model.eval()
+    return AQAModel(model=model, processor=processor, name=f"random-{size}", precision=precision, device=device)
+
+
+def quantize_4bit(model: nn.Module, device: torch.device) -> None:
+    """Swap each linear layer outside KEEP_UNQUANTIZED for a bitsandbytes NF4 one (double quantization, bf16
+    compute): the settings `load_model(..., "4bit")` gives transformers. One layer at a time, so memory falls as
+    it goes."""
+    import bitsandbytes as bnb
+
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, nn.Linear) or name.startswith(tuple(KEEP_UNQUANTIZED)):
+            continue
+        layer = bnb.nn.Linear4bit(
+            module.in_features,
+            module.out_features,
+            bias=module.bias is not None,
+            compute_dtype=torch.bfloat16,
+            quant_type="nf4",
+            device="meta",
+        )
+        weight = bnb.nn.Params4bit(module.weight.data, requires_grad=False, quant_type="nf4", module=layer)
+        layer.weight = weight.to(device)  # moving a Params4bit quantizes it
+        if module.bias is not None:
+            layer.bias = module.bias
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, layer)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def describe_model(model: AQAModel, load_seconds: float, options: BenchOptions) -> dict:
+    return {
+        "name": model.name,
+        "precision": model.precision,
+        "device": str(model.device),
+        "random_weights": options.random_weights,
+        "parameters": sum(parameter.numel() for parameter in model.model.parameters()),
+        "load_seconds": round(load_seconds, 3),
+        "clip_seconds": options.seconds,
+        "clip_sample_rate": CLIP_RATE,
+        "options_per_question": len(OPTIONS),
+        "max_new_tokens": options.max_new_tokens,
+    }
+
+
+def describe_machine(device: torch.device) -> dict:
+    import transformers
+
+    machine = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+    return machine
+
+
+# --- memory -------------------------------------------------------------------------------------------------------
+
+
+def peak_kind(device: torch.device) -> str:
+    return "cuda_max_allocated" if device.type == "cuda" else "cpu_rss_high_water"
+
+
+def reset_peak(device: torch.device) -> None:
+    """Restart the high-water mark: CUDA's allocator statistics, or the kernel's peak RSS (Linux clear_refs)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux: the peak then covers the whole process so far, which the report's kind names
+        pass
+
+
+def read_peak(device: torch.device) -> float:
+    """GiB at the high-water mark since the last reset_peak."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / GIB, 3)
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) * 1024 / GIB, 3)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB, 3)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --- latency ------------------------------------------------------------------------------------------------------
+
+
+def measure_latency(model: AQAModel, questions: Sequence[Question], decoding: DecodingOptions) -> dict:
+    """One question at a time: the median of each stage, then whole answers in each mode through `aqa.answer`."""
+    if not questions:
+        return {}
+    say(f"latency, stage by stage, on {len(questions)} questions")
+    stages = [time_stages(model, question, decoding) for question in questions]
+    latency = {name: median_ms([stage[name] for stage in stages]) for name in stages[0]}
+    latency["total"] = round(sum(latency.values()), 3)
+    modes = {
+        "answer_mode": decoding,
+        "generate_only": replace(decoding, score=False),
+        "score_only": replace(decoding, generate=False),
+    }
+    answer_latency = {name: median_ms(time_answers(model, questions, mode)) for name, mode in modes.items()}
+    unshared = median_ms([time_unshared_scoring(model, question) for question in questions])
+    return {
+        "latency_ms": latency,
+        "answer_latency_ms": answer_latency,
+        "option_scoring_ms": {"shared_prefill": latency["prefill"] + latency["option_scoring"], "unshared": unshared},
+    }
+
+
+@torch.inference_mode()
+def time_stages(model: AQAModel, question: Question, decoding: DecodingOptions) -> dict[str, float]:
+    """The stages of `aqa.answer` for one question, each timed on its own (seconds)."""
+    clock = Clock(model.device)
+    prepared = prepare(question)
+    if isinstance(prepared, AQAError):
+        raise prepared
+    audio = clock.lap()
+    inputs = build_inputs(model, [prepared], decoding.think)
+    features = clock.lap()
+    cache = prefill(model, inputs)
+    prefill_seconds = clock.lap()
+    generate(model, inputs, cache, decoding)
+    decode = clock.lap()
+    drop_after(cache, inputs["input_ids"].shape[1] - 1)
+    score_options(model, inputs, cache, [question.options], [""], decoding.think)
+    scoring = clock.lap()
+    return {
+        "audio_load_resample": audio,
+        "feature_extraction": features,
+        "prefill": prefill_seconds,
+        "decode": decode,
+        "option_scoring": scoring,
+    }
+
+
+@torch.inference_mode()
+def time_unshared_scoring(model: AQAModel, question: Question) -> float:
+    """Scoring without the shared prefill: every option re-runs the audio encoder and the whole prompt."""
+    prepared = prepare(question)
+    clock = Clock(model.device)
+    for option in question.options:
+        inputs = build_inputs(model, [prepared], think=False)
+        cache = prefill(model, inputs)
+        continuation_logprobs(model, inputs, cache, [(0, option_tokens(model, option))])
+    return clock.lap()
+
+
+def option_tokens(model: AQAModel, option: str) -> list[int]:
+    return model.tokenizer(f"<answer>{option}</answer>", add_special_tokens=False)["input_ids"]
+
+
+def time_answers(model: AQAModel, questions: Sequence[Question], decoding: DecodingOptions) -> list[float]:
+    """Wall time of whole answers (audio file in, Result out), one question at a time."""
+    times = []
+    for question in questions:
+        clock = Clock(model.device)
+        [(_, result)] = list(answer_many(model, [question], decoding, batch_size=1))
+        if isinstance(result, AQAError):
+            raise result
+        times.append(clock.lap())
+    return times
+
+
+class Clock:
+    """Seconds between laps; waits for the GPU first, since its work is queued asynchronously."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.start = time.perf_counter()
+
+    def lap(self) -> float:
+        synchronize(self.device)
+        now = time.perf_counter()
+        seconds, self.start = now - self.start, now
+        return seconds
+
+
+def median_ms(seconds: Sequence[float]) -> float:
+    return round(statistics.median(seconds) * 1000, 3)
+
+
+# --- throughput ---------------------------------------------------------------------------------------------------
+
+
+def measure_throughput(
+    model: AQAModel, questions: Sequence[Question], decoding: DecodingOptions, batch_sizes: Sequence[int]
+) -> dict:
+    """Questions per second through `answer_many`, audio files in, at each batch size."""
+    throughput = {}
+    for size in batch_sizes:
+        say(f"throughput at batch {size} on {len(questions)} questions")
+        clock = Clock(model.device)
+        results = [result for _, result in answer_many(model, questions, decoding, batch_size=size)]
+        seconds = clock.lap()
+        failed = [result for result in results if isinstance(result, AQAError)]
+        if failed:
+            raise failed[0]
+        throughput[f"batch_{size}"] = round(len(questions) / seconds, 3)
+    return {"throughput_questions_per_s": throughput}
+
+
+# --- the baseline: the model card's recipe, one question at a time ------------------------------------------------
+
+
+def measure_baseline(model: AQAModel, questions: Sequence[Question], max_new_tokens: int | None) -> dict:
+    if not questions:
+        return {}
+    say(f"baseline (the model card's recipe) on {len(questions)} questions")
+    runs = [baseline_answer(model, question.audio, max_new_tokens or 256) for question in questions]
+    seconds = [run[0] for run in runs]
+    return {
+        "baseline": {
+            "recipe": "model card: processor(text=..., audio=..., sampling_rate=16000) + "
+            "model.generate(**inputs, max_new_tokens=N, do_sample=False), one question at a time",
+            "latency_ms": median_ms(seconds),
+            "questions_per_s": round(len(seconds) / sum(seconds), 3),
+            "decode_tokens_per_question": statistics.mean(run[1] for run in runs),
+        }
+    }
+
+
+@torch.inference_mode()
+def baseline_answer(model: AQAModel, path: Path, max_new_tokens: int) -> tuple[float, int]:
+    """R1-AQA's model card, verbatim but for transformers 5's `audio=`: (seconds, tokens generated)."""
+    from transformers.audio_utils import load_audio as card_load_audio  # soundfile + soxr, as librosa.load does
+
+    clock = Clock(model.device)
+    processor = model.processor
+    message = build_messages(QUESTION, list(OPTIONS), audio_url=str(path))
+    text = processor.apply_chat_template(message, add_generation_prompt=True, tokenize=False)
+    audio = [card_load_audio(str(path), sampling_rate=SAMPLE_RATE, backend="soundfile")]
+    inputs = processor(text=text, audio=audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True)
+    inputs = inputs.to(model.device)
+    ids = model.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    new = ids[:, inputs.input_ids.size(1) :]
+    response = processor.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    extract_answer(response[0])
+    return clock.lap(), new.shape[1]
+
+
+def speedups(report: dict) -> dict:
+    """How many times faster than the baseline: per-question latency, and throughput at each batch size."""
+    baseline = report.get("baseline")
+    if not baseline:
+        return {}
+    out = {}
+    for mode, ms in report.get("answer_latency_ms", {}).items():
+        out[f"{mode}_latency"] = round(baseline["latency_ms"] / ms, 2)
+    for batch, rate in report["throughput_questions_per_s"].items():
+        out[f"throughput_{batch}"] = round(rate / baseline["questions_per_s"], 2)
+    return out
+
+
+# --- the CPU target: decode, resample and features of a 30 s clip -------------------------------------------------
+
+
+def measure_features(model: AQAModel, folder: Path, runs: int = 10) -> dict:
+    """Median ms to load a 30 s 44.1 kHz clip to 16 kHz and build its model inputs (template, tokens, log-mel)."""
+    (folder / "30s").mkdir(exist_ok=True)
+    [path] = write_clips(folder / "30s", 1, CHUNK_LENGTH)
+    audio, features = [], []
+    for _ in range(runs):
+        clock = Clock(model.device)
+        samples = load_audio(path)
+        audio.append(clock.lap())
+        build_inputs(model, [Prepared(Question(path, QUESTION, OPTIONS), samples, 0.0)], think=False)
+        features.append(clock.lap())
+    result = {"audio_load_resample": median_ms(audio), "feature_extraction": median_ms(features)}
+    return result | {"total": round(sum(result.values()), 3)}
