@@ -123,10 +123,10 @@ def add_ask(commands) -> None:
 
 
 def run_ask(args: argparse.Namespace) -> int:
+    check_question(args.question, args.options)  # bad input fails before any heavy import or model loading
+    samples = load_audio(args.audio)
     from aqa.decoding import answer
 
-    check_question(args.question, args.options)  # bad input fails before minutes of model loading
-    samples = load_audio(args.audio)
     model = model_from_args(args)
     result = answer(model, samples, args.question, args.options, decoding_from_args(args))
     if args.json:

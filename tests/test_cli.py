@@ -1,0 +1,212 @@
+"""The CLI end to end on the tiny checkpoint and real audio files, as a user runs it."""
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from aqa.jsonl import read_jsonl
+
+OPTIONS = ["Man", "Woman", "Child", "Robot"]
+
+
+def ask(aqa_cli, model, audio, *extra):
+    return aqa_cli(
+        "ask", "--model", model, "--audio", audio, "--question", "Who is speaking?", "--options", *OPTIONS, *extra
+    )
+
+
+def test_ask_json(aqa_cli, tiny_model_dir, clips):
+    done = ask(aqa_cli, tiny_model_dir, clips["speech_16k_mono.wav"], "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert {"answer", "answer_source", "raw", "probabilities", "think", "note", "duration", "timings"} <= set(result)
+    assert list(result["probabilities"]) == OPTIONS
+    assert math.isclose(sum(result["probabilities"].values()), 1.0, abs_tol=1e-9)
+    assert result["answer"] in OPTIONS
+    assert "Traceback" not in done.stderr
+
+
+def test_ask_matches_the_python_api(aqa_cli, tiny_model, tiny_model_dir, clips):
+    import aqa
+
+    done = ask(aqa_cli, tiny_model_dir, clips["speech_16k_mono.wav"], "--json")
+    expected = aqa.answer(tiny_model, clips["speech_16k_mono.wav"], "Who is speaking?", OPTIONS)
+    assert json.loads(done.stdout)["raw"] == expected.raw
+
+
+def test_ask_text_output_and_long_clip_note(aqa_cli, tiny_model_dir, clips):
+    done = ask(aqa_cli, tiny_model_dir, clips["long_45s.wav"], "--max-new-tokens", "8")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("answer: ") and "probabilities:" in done.stdout
+    assert "note: the clip is 45.0 s long; the model heard only its first 30 s" in done.stdout
+
+
+def test_ask_4bit_on_cpu(aqa_cli, tiny_model_dir, clips):
+    done = ask(aqa_cli, tiny_model_dir, clips["stereo_44k.wav"], "--precision", "4bit", "--device", "cpu", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["answer"] in OPTIONS
+
+
+def test_ask_thinking_mode(aqa_cli, tiny_model_dir, clips):
+    done = ask(aqa_cli, tiny_model_dir, clips["tone.ogg"], "--think", "--max-new-tokens", "16", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["answer"] in OPTIONS
+
+
+BAD_INPUT = [
+    # (audio clip or None, extra arguments, expected message, reason)
+    ("empty.wav", [], "empty file", "a 0-byte file"),
+    ("text.wav", [], "not a readable audio file", "text renamed to .wav"),
+    ("truncated.wav", [], "truncated WAV", "a cut-off WAV"),
+    ("missing.wav", [], "file not found", "a missing file"),
+    ("tone.flac", ["--model", "/no/such/model"], "no such model directory", "an unknown model path"),
+    ("tone.flac", ["--model", "{clips}"], "not a Qwen2-Audio checkpoint", "a folder that is not a checkpoint"),
+]
+
+
+@pytest.mark.parametrize("clip, extra, message, reason", BAD_INPUT, ids=[case[3] for case in BAD_INPUT])
+def test_bad_input_is_one_line_and_non_zero(aqa_cli, tiny_model_dir, clips, clip, extra, message, reason):
+    audio = clips.get(clip, clips["empty.wav"].parent / clip)
+    extra = [arg.replace("{clips}", str(clips["empty.wav"].parent)) for arg in extra]
+    arguments = ["--model", str(tiny_model_dir)] + extra  # a later --model wins in argparse
+    done = aqa_cli("ask", *arguments, "--audio", audio, "--question", "Q?", "--options", "a", "b")
+    assert done.returncode != 0, reason
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1], done.stderr
+    assert "Traceback" not in done.stderr, reason
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [(["only"], "at least 2 options"), (["Dog", "dog"], "duplicate option"), (["a", " "], "option 2 is blank")],
+)
+def test_bad_options(aqa_cli, tiny_model_dir, clips, options, message):
+    done = aqa_cli(
+        "ask", "--model", tiny_model_dir, "--audio", clips["tone.flac"], "--question", "Q?", "--options", *options
+    )
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_debug_shows_the_traceback(aqa_cli, clips):
+    done = aqa_cli("--debug", "ask", "--audio", clips["empty.wav"], "--question", "Q?", "--options", "a", "b")
+    assert done.returncode != 0 and "Traceback" in done.stderr
+
+
+def write_questions(path, clips, names):
+    rows = [
+        {"id": f"q{i}", "audio": str(clips[name]), "question": "What is it?", "options": ["Speech", "Tone", "Noise"]}
+        for i, name in enumerate(names)
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return rows
+
+
+FORMATS = [
+    "tone_8k.wav",
+    "stereo_44k.wav",
+    "tone.flac",
+    "speech.mp3",
+    "tone.ogg",
+    "speech.m4a",
+    "long_45s.wav",
+    "short_50ms.wav",
+    "silence.wav",
+    "speech_22k.wav",
+]
+
+
+def test_batch_answers_every_format_and_reports_bad_rows(aqa_cli, tiny_model_dir, clips, tmp_path):
+    questions, answers = tmp_path / "questions.jsonl", tmp_path / "answers.jsonl"
+    write_questions(questions, clips, FORMATS + ["empty.wav"])
+    done = aqa_cli(
+        "batch",
+        "--model",
+        tiny_model_dir,
+        "--input",
+        questions,
+        "--output",
+        answers,
+        "--batch-size",
+        "4",
+        "--max-new-tokens",
+        "8",
+    )
+    assert done.returncode == 1 and "1 row(s) failed" in done.stderr  # the empty file
+    rows = {row["id"]: row for row in read_jsonl(answers)}
+    assert len(rows) == len(FORMATS) + 1
+    assert "empty file" in rows[f"q{len(FORMATS)}"]["error"]
+    for i in range(len(FORMATS)):
+        assert rows[f"q{i}"]["answer"] in ("Speech", "Tone", "Noise")
+        assert math.isclose(sum(rows[f"q{i}"]["probabilities"].values()), 1.0, abs_tol=1e-9)
+    assert rows["q6"]["note"] and "first 30 s" in rows["q6"]["note"]
+
+
+def test_batch_killed_part_way_resumes_without_loss_or_duplicates(tiny_model_dir, clips, tmp_path):
+    questions, answers = tmp_path / "questions.jsonl", tmp_path / "answers.jsonl"
+    rows = write_questions(questions, clips, FORMATS[:6] * 2)
+    command = [
+        sys.executable,
+        "-m",
+        "aqa",
+        "batch",
+        "--model",
+        str(tiny_model_dir),
+        "--input",
+        str(questions),
+        "--output",
+        str(answers),
+        "--batch-size",
+        "2",
+        "--max-new-tokens",
+        "64",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not answers.exists() or len(read_jsonl(answers)) < 2):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    first = read_jsonl(answers)
+    assert 2 <= len(first) < len(rows), "the kill should land part-way"
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(first)} of {len(rows)} already answered" in done.stderr
+    ids = [row["id"] for row in read_jsonl(answers)]
+    assert sorted(ids) == sorted(row["id"] for row in rows)  # nothing lost, nothing twice
+
+
+def test_tiny_writes_a_checkpoint_every_command_accepts(aqa_cli, tmp_path, clips):
+    done = aqa_cli("tiny", tmp_path / "tiny")
+    assert done.returncode == 0, done.stderr
+    assert {"config.json", "model.safetensors", "processor_config.json", "tokenizer.json"} <= {
+        path.name for path in (tmp_path / "tiny").iterdir()
+    }
+    done = aqa_cli(
+        "ask",
+        "--model",
+        tmp_path / "tiny",
+        "--audio",
+        clips["tone.flac"],
+        "--question",
+        "Q?",
+        "--options",
+        "a",
+        "b",
+        "--json",
+        "--max-new-tokens",
+        "4",
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_console_script_is_installed():
+    """`pip install -e .` puts an `aqa` script beside the interpreter."""
+    done = subprocess.run([str(Path(sys.executable).parent / "aqa"), "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "ask" in done.stdout and "batch" in done.stdout and "tiny" in done.stdout
