@@ -135,13 +135,25 @@ def weight_bytes(config, precision: str) -> float:
 
 
 def check_memory(config, precision: str, device: torch.device) -> None:
-    """Fail early, with the numbers, when the GPU cannot hold the weights."""
-    if device.type != "cuda":
-        return
-    free, _ = torch.cuda.mem_get_info(device)
+    """Fail early, with the numbers, when the device cannot hold the weights (rather than die half-way in)."""
     needed = weight_bytes(config, precision)
-    if needed > free:
+    free = available_memory(device)
+    if free is not None and needed > free:
+        where = "GPU memory" if device.type == "cuda" else "RAM"
+        hint = "try --precision 4bit" if device.type == "cuda" else "use a GPU, or a machine with more RAM"
         raise ModelError(
-            f"not enough GPU memory for this model in {precision}: about {needed / 2**30:.1f} GiB of weights, "
-            f"{free / 2**30:.1f} GiB free; try --precision 4bit"
+            f"not enough {where} for this model in {precision}: about {needed / 2**30:.1f} GiB of weights, "
+            f"{free / 2**30:.1f} GiB available; {hint}"
         )
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Free bytes on the device: CUDA's own count, or MemAvailable from /proc/meminfo; None when unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as handle:
+            fields = dict(line.split(":", 1) for line in handle)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None

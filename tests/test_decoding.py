@@ -224,3 +224,16 @@ def test_4bit_on_cpu(tiny_model_dir, clips):
     assert kinds["lm_head"] == "Linear"
     result = aqa.answer(model, clips["speech.mp3"], QUESTION, OPTIONS, DecodingOptions(max_new_tokens=8))
     assert result.answer in OPTIONS and math.isclose(sum(result.probabilities.values()), 1.0, abs_tol=1e-6)
+
+
+def test_not_enough_memory_is_a_clear_error(tiny_model_dir, monkeypatch):
+    from aqa import model as model_module
+
+    monkeypatch.setattr(model_module, "available_memory", lambda device: 1024)
+    with pytest.raises(aqa.ModelError, match=r"not enough RAM for this model in fp32: about 0\.0 GiB of weights"):
+        aqa.load_model(str(tiny_model_dir), precision="fp32", device="cpu")
+
+
+def test_unknown_precision(tiny_model_dir):
+    with pytest.raises(aqa.ModelError, match="unknown precision 'int3'"):
+        aqa.load_model(str(tiny_model_dir), precision="int3", device="cpu")
