@@ -323,7 +323,6 @@ def settings_from(args: argparse.Namespace) -> AppSettings:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     quiet_libraries(debug=False)
     try:
         model = model_from_args(args)  # once, at start-up: requests never load anything

@@ -14,6 +14,7 @@ import gradio as gr
 import httpx
 import pytest
 import torch
+import yaml
 from conftest import ROOT
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -238,6 +239,17 @@ def test_gradio_error(error, message):
 def test_flags_and_environment(argv, environ, expected):
     args = app.build_parser(environ).parse_args(argv)
     assert {key: getattr(args, key) for key in expected} == expected
+
+
+def test_space_front_matter():
+    """The README's front matter is the Hugging Face Space's configuration."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n"), "Spaces read the front matter only at the very top"
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert (meta["sdk"], meta["python_version"], meta["models"]) == ("gradio", "3.11", ["mispeech/r1-aqa"])
+    assert meta["sdk_version"].split(".")[0] == gr.__version__.split(".")[0]  # the Gradio major the app is written for
+    assert (ROOT / meta["app_file"]).is_file() and meta["suggested_hardware"]
+    assert len(meta["short_description"]) <= 60  # the Hub's limit
 
 
 def test_main_reports_a_bad_model_in_one_line(tmp_path, capsys):
