@@ -32,7 +32,7 @@ from aqa.cli import add_decoding_args, add_model_args, decoding_from_args, resul
 from aqa.defaults import PRECISIONS
 from aqa.errors import AQAError, InputError
 from aqa.jsonl import ResumableJsonl, read_jsonl
-from aqa.mmau_report import RunSummary, bar_chart, report_markdown, sweep_markdown
+from aqa.mmau_report import RunSummary, bar_chart, report_markdown, sweep_markdown, version_title
 from aqa.mmau_score import Score, format_score, missing_from, score_records, score_to_dict
 from aqa.parsing import extract_answer
 
@@ -67,16 +67,27 @@ class Benchmark:
 def load_benchmark(path: str | Path) -> Benchmark:
     """Read an MMAU question file and identify its version by sha256; InputError names the first bad record."""
     path = Path(path)
+    data, records = read_records(path, "MMAU question file", REQUIRED_FIELDS)
+    digest = hashlib.sha256(data).hexdigest()
+    return Benchmark(path, tuple(records), digest, KNOWN_VERSIONS.get(digest))
+
+
+def read_predictions(path: str | Path) -> list[dict]:
+    """A predictions file: MMAU records with model_output or model_prediction (ours, R1-AQA's or anyone's)."""
+    return read_records(Path(path), "predictions file", SCORED_FIELDS)[1]
+
+
+def read_records(path: Path, what: str, fields: Sequence[str]) -> tuple[bytes, list[dict]]:
+    """The file's bytes and its JSON list of records, each checked for `fields`; InputError names the first bad one."""
     if not path.is_file():
-        raise InputError(f"{path}: no such MMAU question file")
+        raise InputError(f"{path}: no such {what}")
     data = path.read_bytes()
     try:
         records = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not a JSON file ({error})") from None
-    check_records(records, path, REQUIRED_FIELDS)
-    digest = hashlib.sha256(data).hexdigest()
-    return Benchmark(path, tuple(records), digest, KNOWN_VERSIONS.get(digest))
+    check_records(records, path, fields)
+    return data, records
 
 
 def check_records(records, path: Path, fields: Sequence[str]) -> None:
@@ -125,18 +136,6 @@ def write_json(path: Path, data) -> None:
 def read_manifest(output: Path) -> dict | None:
     manifest = companion_paths(output)[1]
     return json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else None
-
-
-def read_predictions(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such predictions file")
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: not a JSON file ({error})") from None
-    check_records(records, path, SCORED_FIELDS)
-    return records
 
 
 # --- run ------------------------------------------------------------------------------------------------------
@@ -194,7 +193,11 @@ def check_resumable(config: RunConfig, settings: dict) -> list[dict]:
 
 
 def official_prediction(raw: str) -> str:
-    """R1-AQA's test script: the text of the <answer> tag, or the whole output when there is none, stripped."""
+    """R1-AQA's test script: the text of the <answer> tag, or the whole output when there is none, stripped.
+
+    One difference: R1-AQA's regex did not match across lines, so a tag holding a line break fell back to the whole
+    output there; the shared extract_answer reads it (the released model answers on one line).
+    """
     extracted = extract_answer(raw)
     return extracted if extracted is not None else raw.strip()
 
@@ -262,16 +265,24 @@ def plan_run(config: RunConfig) -> Plan:
     benchmark = load_benchmark(config.data)
     records = benchmark.records[: config.limit]
     settings = run_settings(config, benchmark)
-    earlier = check_resumable(config, settings)
-    answered = {key for key, row in latest_rows(companion_paths(config.output)[0]).items() if "error" not in row}
+    rows = {} if config.restart else latest_rows(companion_paths(config.output)[0])
+    answered = {key for key, row in rows.items() if "error" not in row}
     audio = {r["id"]: find_audio(config.audio_dir, r["audio_id"]) for r in records}
     missing = frozenset(key for key, path in audio.items() if key not in answered and not path.is_file())
+    if records and len(missing) == len(records):  # not one clip: surely the wrong folder, not a few lost files
+        raise InputError(
+            f"none of the {len(records)} audio files is under {config.audio_dir} (e.g. {audio[records[0]['id']]}); "
+            "--audio-dir is the folder that holds test-mini-audios/"
+        )
+    earlier = check_resumable(config, settings)  # after the checks above: --restart discards answers only here
     return Plan(config, benchmark, records, audio, missing, settings, tuple(earlier))
 
 
 def run_mmau(config: RunConfig) -> tuple[Benchmark, list[dict]]:
     """Answer the MMAU file (resuming), write preds.json and the manifest; return the benchmark and predictions."""
     plan = plan_run(config)
+    version = version_title(plan.benchmark.version)
+    print(f"{version} (sha256 {plan.benchmark.sha256[:12]}...): {len(plan.records)} questions", file=sys.stderr)
     session = {"started": now(), "batch_size": config.batch_size, "answered": 0, "failed": 0}
     save(plan, session)  # the manifest names the settings before the first answer is appended
     report_missing(plan)
@@ -450,8 +461,7 @@ def command_run(args: argparse.Namespace) -> int:
 
 
 def title(summary: RunSummary, path: Path) -> str:
-    version = f"MMAU test-mini {summary.version}" if summary.version else "MMAU test-mini, unknown version"
-    return f"{version}: {path} ({summary.score.n} records)"
+    return f"{version_title(summary.version)}: {path} ({summary.score.n} records)"
 
 
 def add_score(steps) -> None:

@@ -157,6 +157,14 @@ def test_bad_mmau_files_are_one_line_errors(tmp_path, content, message):
         load_benchmark(path)
 
 
+def test_run_with_no_audio_at_all_is_a_path_mistake(tmp_path, capsys):
+    """A few missing clips are reported and skipped; not one clip found means --audio-dir is wrong."""
+    args = ["mmau", "run", "--model", "unused", "--data", str(FILES["2025-08-09"]), "--audio-dir", str(tmp_path)]
+    assert main([*args, "--output", str(tmp_path / "preds.json"), "--device", "cpu"]) == 2
+    assert "none of the 1000 audio files is under" in capsys.readouterr().err
+    assert not (tmp_path / "preds.json").exists()
+
+
 def test_predictions_from_another_version_are_refused():
     """5 of the first 20 questions changed between the versions: scoring across them must fail loudly."""
     old = [r | {"model_output": r["answer"]} for r in json.loads(FILES["2025-03-25"].read_text())[:20]]
@@ -180,7 +188,7 @@ def test_score_cli_json_and_text(tmp_path, capsys):
     assert (result["n"], result["missing"], result["total"]) == (4, 2, 25.0)
     assert main(["mmau", "score", str(path), "--data", str(FILES["2025-03-25"])]) == 0
     text = capsys.readouterr().out
-    assert "MMAU test-mini 2025-03-25" in text and "missing predictions: 998 of 1000" in text
+    assert "MMAU test-mini, version 2025-03-25" in text and "missing predictions: 998 of 1000" in text
     assert "evaluation.py silently skips them and would print 50.00 over 2" in text
 
 
