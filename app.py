@@ -26,7 +26,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +43,7 @@ from aqa.prompt import check_question
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 log = logging.getLogger("aqa.app")
+AnswerFn = Callable[[np.ndarray, str, list[str], aqa.DecodingOptions], aqa.Result]
 
 # Examples made by assets/make_assets.sh: (clip, question, options).
 EXAMPLES = [
@@ -79,18 +80,27 @@ class AppSettings:
 # --- answering: the library does the work -----------------------------------------------------------------------
 
 
-def ask(model: aqa.AQAModel, settings: AppSettings, audio: str | None, question: str, options, think: bool):
+def ask(run: AnswerFn, settings: AppSettings, audio: str | None, question: str, options, think: bool) -> aqa.Result:
     """Check the inputs, decode the clip and answer; every failure leaves as a one-line gr.Error."""
     with shown_as_gradio_error():
         check_question(question, options)
         samples = load_clip(audio, settings.max_seconds)
         decoding = aqa.DecodingOptions(think=think, max_new_tokens=settings.max_new_tokens)
-        return answer_on_device(model, samples, question, list(options), decoding)
+        return run(samples, question, list(options), decoding)
 
 
-@on_gpu
-def answer_on_device(model, samples: np.ndarray, question: str, options: list[str], decoding) -> aqa.Result:
-    return aqa.answer(model, samples, question, options, decoding)
+def model_runner(model: aqa.AQAModel) -> AnswerFn:
+    """The one function that touches the model, on the GPU under ZeroGPU.
+
+    ZeroGPU calls a `spaces.GPU` function in a forked worker and pickles its arguments and result: the model reaches
+    it through this closure, so only the samples, the question and the Result cross over.
+    """
+
+    @on_gpu
+    def answer_on_device(samples: np.ndarray, question: str, options: list[str], decoding) -> aqa.Result:
+        return aqa.answer(model, samples, question, options, decoding)
+
+    return answer_on_device
 
 
 def load_clip(path: str | None, max_seconds: float) -> np.ndarray:
@@ -176,18 +186,19 @@ def write_history(rows: Sequence[Sequence], path: Path) -> Path:
 
 def build_demo(model: aqa.AQAModel, settings: AppSettings = AppSettings()) -> gr.Blocks:
     """The app around an already loaded model; `launch(demo, settings)` serves it."""
+    run = model_runner(model)
     history_dir = Path(tempfile.mkdtemp(prefix="aqa-app-"))  # one CSV per browser session, rewritten per answer
 
     def answer_clicked(audio, question, table, think, history, request: gr.Request):
         options = options_from_table(table)
-        result = ask(model, settings, audio, question, options, think)
+        result = ask(run, settings, audio, question, options, think)
         history = [*history, history_row(audio, question, options, result)]
         csv_path = write_history(history, history_dir / f"aqa-history-{(request.session_hash or 'page')[:8]}.csv")
         return (*result_outputs(result), history, history, gr.DownloadButton(value=str(csv_path), interactive=True))
 
     def answer_api(audio, question, options) -> dict:
         """Answer a question about a clip: (audio file, question, list of options) -> answer, raw, probabilities..."""
-        return result_to_dict(ask(model, settings, audio, question, options if options is not None else [], False))
+        return result_to_dict(ask(run, settings, audio, question, options if options is not None else [], False))
 
     with gr.Blocks(title="R1-AQA: audio question answering") as demo:
         gr.Markdown(

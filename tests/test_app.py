@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -158,7 +159,22 @@ def test_upload_size_cap(client, url, clips):
     assert response.status_code == 413
 
 
-def test_eight_concurrent_callers_are_all_answered(client, clips):
+def test_eight_concurrent_callers_are_all_answered(client, clips, monkeypatch):
+    in_flight, peak, lock = 0, 0, threading.Lock()
+    answer = aqa.answer
+
+    def counted(*args, **kwargs):  # the real answer, counting how many run at once
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        try:
+            return answer(*args, **kwargs)
+        finally:
+            with lock:
+                in_flight -= 1
+
+    monkeypatch.setattr(aqa, "answer", counted)
     # Each caller asks with its own options, so that a mixed-up answer would show.
     jobs = {
         caller: client.submit(
@@ -171,6 +187,7 @@ def test_eight_concurrent_callers_are_all_answered(client, clips):
     }
     for caller, job in jobs.items():
         assert_answered(job.result(timeout=240), (f"yes {caller}", f"no {caller}"))
+    assert peak == 1, "the queue lets one question at a time reach the model"
 
 
 def test_failures_become_one_line_and_the_app_keeps_serving(client, clips, monkeypatch):
