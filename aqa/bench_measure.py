@@ -161,7 +161,7 @@ def describe_model(model: AQAModel, load_seconds: float, options: BenchOptions) 
         "precision": model.precision,
         "device": str(model.device),
         "random_weights": options.random_weights,
-        "parameters": sum(parameter.numel() for parameter in model.model.parameters()),
+        "parameters": count_weights(model.model),
         "load_seconds": round(load_seconds, 3),
         "clip_seconds": options.seconds,
         "clip_sample_rate": CLIP_RATE,
@@ -170,18 +170,35 @@ def describe_model(model: AQAModel, load_seconds: float, options: BenchOptions) 
     }
 
 
+def count_weights(model: nn.Module) -> int:
+    """Parameters as the architecture has them: a 4-bit tensor packs two in a byte, so count its original shape."""
+    total = 0
+    for parameter in model.parameters():
+        state = getattr(parameter, "quant_state", None)
+        total += state.shape.numel() if state is not None else parameter.numel()
+    return total
+
+
 def describe_machine(device: torch.device) -> dict:
     import transformers
 
-    machine = {
+    return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
     }
-    return machine
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 # --- memory -------------------------------------------------------------------------------------------------------
@@ -407,3 +424,64 @@ def measure_features(model: AQAModel, folder: Path, runs: int = 10) -> dict:
         features.append(clock.lap())
     result = {"audio_load_resample": median_ms(audio), "feature_extraction": median_ms(features)}
     return result | {"total": round(sum(result.values()), 3)}
+
+
+# --- a tiny checkpoint that answers like a trained model ----------------------------------------------------------
+
+
+def fit_tiny_answers(source: str | Path, directory: str | Path, steps: int = 60, seed: int = 0) -> Path:
+    """Copy the tiny checkpoint at `source` to `directory`, fine-tuned to answer the bench's question with
+    `<answer>{OPTIONS[0]}</answer>` and stop, whatever the clip.
+
+    Random weights write gibberish, so answer mode on them always decodes token by token; a trained model such as
+    R1-AQA mostly writes one option and stops, which answer mode reads off the scoring pass. This gives the bench and
+    the tests that behaviour offline, in seconds: only the language model's layers and head are trained, on input
+    embeddings (audio included) computed once.
+    """
+    torch.manual_seed(seed)
+    model = load_model(str(source), precision="fp32", device="cpu")
+    with tempfile.TemporaryDirectory() as folder:
+        items = [prepare(Question(path, QUESTION, OPTIONS)) for path in write_clips(Path(folder), 2, 10.0)]
+    inputs = build_inputs(model, items, think=False)
+    target = model.tokenizer(
+        [f"<answer>{OPTIONS[0]}</answer><|im_end|>"] * len(items), add_special_tokens=False, return_tensors="pt"
+    ).input_ids
+    mask = torch.cat([inputs["attention_mask"], torch.ones_like(target)], dim=1)
+    embeddings = input_embeddings(model, torch.cat([inputs["input_ids"], target], dim=1), mask, inputs)
+    language_model = model.model.model.language_model
+    trained = [*language_model.layers.parameters(), *language_model.norm.parameters()]
+    optimizer = torch.optim.Adam([*trained, *model.model.lm_head.parameters()], lr=3e-3)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 64-wide model: more threads only wait on each other, badly so on a busy machine
+    try:
+        for _ in range(steps):
+            hidden = language_model(inputs_embeds=embeddings, attention_mask=mask, position_ids=positions)
+            logits = model.model.lm_head(hidden.last_hidden_state[:, -target.shape[1] - 1 : -1])
+            loss = nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    model.model.save_pretrained(directory)
+    model.processor.save_pretrained(directory)
+    return Path(directory)
+
+
+@torch.no_grad()
+def input_embeddings(model: AQAModel, ids: torch.Tensor, mask: torch.Tensor, inputs: dict) -> torch.Tensor:
+    """The language model's input embeddings with the audio merged in, as the full model computes them."""
+    captured = {}
+    language_model = model.model.model.language_model
+    hook = language_model.register_forward_pre_hook(lambda _, args, kwargs: captured.update(kwargs), with_kwargs=True)
+    try:
+        model.model(
+            input_ids=ids,
+            attention_mask=mask,
+            input_features=inputs["input_features"],
+            feature_attention_mask=inputs["feature_attention_mask"],
+        )
+    finally:
+        hook.remove()
+    return captured["inputs_embeds"].detach()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +14,36 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache, GenerationConfig
 
-from aqa.parsing import extract_think, parse_answer
 from aqa.audio import CHUNK_LENGTH, N_SAMPLES, SAMPLE_RATE, AudioInput, duration_of, load_audio
 from aqa.errors import AQAError
 from aqa.model import AQAModel
+from aqa.parsing import extract_think, parse_answer
 from aqa.prompt import build_messages, check_question
 
 ANSWER_TOKENS = 256  # default generation budget in answer mode (R1-AQA's evaluation setting)
 THINK_TOKENS = 1024  # thinking mode writes its reasoning first
 AUDIO_TOKENS_PER_SECOND = 25  # one <|AUDIO|> expands to ~25 tokens per second of audio (FACTS.md)
 SCORING_CACHE_BYTES = 2 * 2**30  # copies of the prompt's KV cache made at once while scoring options
+# Generation settings that make greedy decoding more than an argmax per step, each with the value that means "off":
+# reading greedy answers off the scoring pass is exact only when none of them is active.
+ARGMAX_CHANGERS = {
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0,
+    "min_length": 0,
+    "min_new_tokens": 0,
+    "bad_words_ids": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "sequence_bias": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "exponential_decay_length_penalty": None,
+    "guidance_scale": 1.0,
+    "watermarking_config": None,
+    "stop_strings": None,
+}
 
 
 @dataclass(frozen=True)
@@ -87,6 +108,23 @@ class Prepared:
     load_seconds: float
 
 
+@dataclass(frozen=True)
+class Batch:
+    """A batch ready for the model: its items (bad ones as their errors, in place) and the good ones' inputs."""
+
+    items: list[Prepared | AQAError]
+    inputs: dict[str, torch.Tensor] | None  # the good items' tokens and features, on the CPU; None if none is good
+    features_seconds: float  # chat template, tokenizer and log-mel features of the whole batch
+
+
+@dataclass(frozen=True)
+class OptionScores:
+    """What one scoring pass tells about a batch."""
+
+    probabilities: list[dict[str, float]]  # per question: option -> probability, summing to 1
+    greedy: list[list[int] | None]  # per question: the option tokens greedy decoding writes, then stops; or None
+
+
 def answer(
     model: AQAModel,
     audio: AudioInput,
@@ -110,21 +148,23 @@ def answer_many(
 ) -> Iterator[tuple[int, Result | AQAError]]:
     """Answer many questions in batches of similar length; yields (index, Result or error) as batches finish.
 
-    Grouping by length keeps left padding short; greedy answers equal those of one-at-a-time calls. The next batch's
-    audio is decoded in a background thread while the model works on the current one.
+    Grouping by length keeps left padding short; greedy answers equal those of one-at-a-time calls. The CPU work of
+    the next batch (audio decoding, chat template, tokens, log-mel features) runs in a background thread while the
+    model works on the current one.
     """
     order = sorted(range(len(questions)), key=lambda i: length_key(questions[i]))
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [[questions[i] for i in order[i : i + batch_size]] for i in range(0, len(order), batch_size)]
     bar = tqdm(total=len(questions), unit="question", disable=not progress)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = pool.submit(prepare_all, [questions[i] for i in batches[0]]) if batches else None
-        for number, indices in enumerate(batches):
-            prepared = pending.result()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(prepare_batch, model, batches[0], decoding.think) if batches else None
+        for number in range(len(batches)):
+            batch = pending.result()
             if number + 1 < len(batches):
-                pending = pool.submit(prepare_all, [questions[i] for i in batches[number + 1]])
-            for index, result in zip(indices, run_batch(model, prepared, decoding)):
+                pending = pool.submit(prepare_batch, model, batches[number + 1], decoding.think)
+            start = number * batch_size
+            for index, result in zip(order[start : start + batch_size], run_batch(model, batch, decoding)):
                 yield index, result
-            bar.update(len(indices))
+            bar.update(len(batch.items))
     bar.close()
 
 
@@ -148,47 +188,113 @@ def prepare(question: Question) -> Prepared | AQAError:
     return Prepared(question, samples, time.perf_counter() - start)
 
 
-def run_batch(
-    model: AQAModel, prepared: Sequence[Prepared | AQAError], decoding: DecodingOptions
-) -> list[Result | AQAError]:
+def prepare_batch(model: AQAModel, questions: Sequence[Question], think: bool) -> Batch:
+    """All the CPU work of a batch before the model: audio, checks, chat template, tokens, log-mel features."""
+    items = prepare_all(questions)
+    good = [item for item in items if isinstance(item, Prepared)]
+    start = time.perf_counter()
+    inputs = build_cpu_inputs(model, good, think) if good else None
+    return Batch(items, inputs, time.perf_counter() - start)
+
+
+def run_batch(model: AQAModel, batch: Batch, decoding: DecodingOptions) -> list[Result | AQAError]:
     """Answer the good items of a batch together; bad items come back as their errors, in place."""
-    good = [item for item in prepared if isinstance(item, Prepared)]
-    results = iter(answer_prepared(model, good, decoding) if good else [])
-    return [next(results) if isinstance(item, Prepared) else item for item in prepared]
+    good = [item for item in batch.items if isinstance(item, Prepared)]
+    results = iter(answer_prepared(model, good, batch, decoding) if good else [])
+    return [next(results) if isinstance(item, Prepared) else item for item in batch.items]
 
 
 @torch.inference_mode()
-def answer_prepared(model: AQAModel, items: Sequence[Prepared], decoding: DecodingOptions) -> list[Result]:
+def answer_prepared(
+    model: AQAModel, items: Sequence[Prepared], batch: Batch, decoding: DecodingOptions
+) -> list[Result]:
+    """Prefill once; in greedy answer mode score the options first, since that pass also tells which answers greedy
+    decoding would write (then nothing is left to generate for them); otherwise generate, then score."""
     clock = time.perf_counter()
-    inputs = build_inputs(model, items, decoding.think)
-    features_seconds, clock = time.perf_counter() - clock, time.perf_counter()
-
+    inputs = to_device(model, batch.inputs)
     cache = prefill(model, inputs)
-    prompt_length = inputs["input_ids"].shape[1]
-    texts = generate(model, inputs, cache, decoding) if decoding.generate else [""] * len(items)
-    generate_seconds, clock = time.perf_counter() - clock, time.perf_counter()
-
-    probabilities = [{} for _ in items]
-    if decoding.score or not decoding.generate:
-        drop_after(cache, prompt_length - 1)  # back to the shared prompt, dropping what generation appended
-        # A repeated option is scored once, so that the probabilities still sum to 1 over the distinct options.
-        distinct = [tuple(dict.fromkeys(item.question.options)) for item in items]
-        probabilities = score_options(model, inputs, cache, distinct, texts, decoding.think)
-    scoring_seconds = time.perf_counter() - clock
-
+    prefill_seconds, clock = time.perf_counter() - clock, time.perf_counter()
+    # A repeated option is scored once, so that the probabilities still sum to 1 over the distinct options.
+    distinct = [tuple(dict.fromkeys(item.question.options)) for item in items]
+    scores = None
+    if scores_first(model, decoding):
+        scores = score_options(model, inputs, cache, distinct, [""] * len(items), think=False)
+    scoring_seconds, clock = time.perf_counter() - clock, time.perf_counter()
+    texts = write_answers(model, inputs, cache, decoding, scores)
+    generate_seconds, clock = prefill_seconds + time.perf_counter() - clock, time.perf_counter()
+    if scores is None and (decoding.score or not decoding.generate):
+        drop_after(cache, inputs["input_ids"].shape[1] - 1)  # back to the shared prompt, dropping what was generated
+        scores = score_options(model, inputs, cache, distinct, texts, decoding.think)
+    scoring_seconds += time.perf_counter() - clock
+    probabilities = scores.probabilities if scores else [{} for _ in items]
     share = len(items)
-    timings = [
-        Timings(item.load_seconds, features_seconds / share, generate_seconds / share, scoring_seconds / share)
-        for item in items
-    ]
+    timings = Timings(0.0, batch.features_seconds / share, generate_seconds / share, scoring_seconds / share)
     return [
-        make_result(item, text, probs, timing)
-        for item, text, probs, timing in zip(items, texts, probabilities, timings)
+        make_result(item, text, probs, replace(timings, audio=item.load_seconds))
+        for item, text, probs in zip(items, texts, probabilities)
     ]
+
+
+def scores_first(model: AQAModel, decoding: DecodingOptions) -> bool:
+    """Whether the answer text can be read off the scoring pass: greedy answer mode with probabilities wanted."""
+    wanted = decoding.generate and decoding.score and not decoding.sample and not decoding.think
+    return wanted and plain_greedy(model, decoding)
+
+
+def plain_greedy(model: AQAModel, decoding: DecodingOptions) -> bool:
+    """True when greedy decoding is an argmax per step that stops at an end token: no penalty, ban or bias, also
+    none that `generate` would merge in from the checkpoint's generation config for the settings we leave unset."""
+    config = copy.deepcopy(generation_config(model, decoding))
+    config.update(**model.model.generation_config.to_dict(), defaults_only=True)
+    return all(getattr(config, name, None) in (None, off) for name, off in ARGMAX_CHANGERS.items())
+
+
+def write_answers(
+    model: AQAModel,
+    inputs: dict[str, torch.Tensor],
+    cache: DynamicCache,
+    decoding: DecodingOptions,
+    scores: OptionScores | None,
+) -> list[str]:
+    """Each item's generated text: what the scoring pass showed greedy decoding would write, where it showed it
+    (within the token budget); generated from the prefilled cache for the others, and only for them."""
+    count = inputs["input_ids"].shape[0]
+    if not decoding.generate:
+        return [""] * count
+    known = [
+        tokens if tokens is not None and len(tokens) < decoding.token_budget else None
+        for tokens in (scores.greedy if scores else [None] * count)
+    ]
+    texts = [decode_tokens(model, tokens) if tokens is not None else None for tokens in known]
+    todo = [index for index, text in enumerate(texts) if text is None]
+    if len(todo) == count:
+        return generate(model, inputs, cache, decoding)
+    if todo:
+        rows = torch.tensor(todo, device=model.device)
+        subset = {name: inputs[name][rows] for name in ("input_ids", "attention_mask")}
+        for index, text in zip(todo, generate(model, subset, select_rows(cache, rows), decoding)):
+            texts[index] = text
+    return texts
+
+
+def decode_tokens(model: AQAModel, tokens: list[int]) -> str:
+    """The text of generated tokens, decoded exactly as `generate`'s output is."""
+    return model.processor.batch_decode([tokens], skip_special_tokens=True, clean_up_tokenization_spaces=False)[0]
 
 
 def build_inputs(model: AQAModel, items: Sequence[Prepared], think: bool) -> dict[str, torch.Tensor]:
     """Chat template, tokens and log-mel features for a batch, left-padded, on the model's device."""
+    return to_device(model, build_cpu_inputs(model, items, think))
+
+
+def to_device(model: AQAModel, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    moved = {name: tensor.to(model.device) for name, tensor in inputs.items()}
+    moved["input_features"] = moved["input_features"].to(model.model.dtype)
+    return moved
+
+
+def build_cpu_inputs(model: AQAModel, items: Sequence[Prepared], think: bool) -> dict[str, torch.Tensor]:
+    """Chat template, tokens and log-mel features for a batch, left-padded, on the CPU (thread-safe)."""
     processor = model.processor
     texts = [
         processor.apply_chat_template(
@@ -201,8 +307,6 @@ def build_inputs(model: AQAModel, items: Sequence[Prepared], think: bool) -> dic
     # The encoder hears 30 s; the processor would cut longer audio itself, but cutting here saves the work.
     audio = [item.samples[:N_SAMPLES] for item in items]
     inputs = processor(text=texts, audio=audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True)
-    inputs = inputs.to(model.device)
-    inputs["input_features"] = inputs["input_features"].to(model.model.dtype)
     return dict(inputs)
 
 
@@ -280,13 +384,14 @@ def score_options(
     options: Sequence[Sequence[str]],
     texts: Sequence[str],
     think: bool,
-) -> list[dict[str, float]]:
+) -> OptionScores:
     """Each option's probability: the model's likelihood of `<answer>{option}</answer>`, normalised over the options.
 
     The whole sequence is scored, closing tag included, so an option that is a prefix of another ("Dog" and
     "Dog barking") is not favoured; no length normalisation, so the numbers are the model's own conditional
     probabilities of each option given that it answers with one of them. In thinking mode the model's reasoning
     (its text before `<answer>`) precedes the tag. The prompt's KV cache is shared: each option adds only its tokens.
+    The same pass shows, per question, the option (if any) that greedy decoding would write and then stop after.
     """
     tokenizer = model.tokenizer
     rows = []  # (batch item, option tokens)
@@ -296,10 +401,14 @@ def score_options(
             (item, tokenizer(f"{prefix}<answer>{option}</answer>", add_special_tokens=False)["input_ids"])
             for option in choices
         ]
-    scores = []
+    scored = []
     for chunk in chunked(rows, rows_per_chunk(model, cache)):
-        scores += continuation_logprobs(model, inputs, cache, chunk)
-    return normalise(options, scores)
+        scored += continuation_logprobs(model, inputs, cache, chunk)
+    greedy = [None] * len(options)
+    for (item, tokens), (_, is_greedy) in zip(rows, scored):
+        if is_greedy:
+            greedy[item] = tokens
+    return OptionScores(normalise(options, [logprob for logprob, _ in scored]), greedy)
 
 
 def rows_per_chunk(model: AQAModel, cache: DynamicCache) -> int:
@@ -310,8 +419,9 @@ def rows_per_chunk(model: AQAModel, cache: DynamicCache) -> int:
 
 def continuation_logprobs(
     model: AQAModel, inputs, cache: DynamicCache, rows: Sequence[tuple[int, list[int]]]
-) -> list[float]:
-    """Summed log-probabilities of each row's tokens after its prompt; one forward pass for all rows."""
+) -> list[tuple[float, bool]]:
+    """Per row, in one forward pass for all rows: the summed log-probability of its tokens after its prompt, and
+    whether greedy decoding would write exactly those tokens and then an end token (the argmax at every step)."""
     device = model.device
     index = torch.tensor([item for item, _ in rows], device=device)
     last = inputs["input_ids"][index, -1:]
@@ -322,10 +432,25 @@ def continuation_logprobs(
     tokens = torch.cat([last, targets], dim=1)
     mask = torch.cat([inputs["attention_mask"][index], target_mask], dim=1)
     positions = positions_of(inputs["attention_mask"])[index, -1:] + torch.arange(width + 1, device=device)
-    rows_cache = DynamicCache(ddp_cache_data=[(layer.keys[index], layer.values[index]) for layer in cache.layers])
-    logits = model.model(input_ids=tokens, attention_mask=mask, position_ids=positions, cache=rows_cache).logits
+    logits = model.model(
+        input_ids=tokens, attention_mask=mask, position_ids=positions, cache=select_rows(cache, index)
+    ).logits
     logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, targets[..., None]).squeeze(-1)
-    return (logprobs * target_mask).sum(-1).tolist()
+    chosen = logits.argmax(-1)  # what greedy decoding picks after each position
+    follows = ((chosen[:, :-1] == targets) | (target_mask == 0)).all(-1)
+    after_last = chosen.gather(1, target_mask.sum(-1, keepdim=True)).squeeze(1)
+    greedy = follows & torch.isin(after_last, stop_token_ids(model))
+    return list(zip((logprobs * target_mask).sum(-1).tolist(), greedy.tolist()))
+
+
+def select_rows(cache: DynamicCache, index: torch.Tensor) -> DynamicCache:
+    """A new cache holding copies of the given batch rows (an index may repeat: one row per option)."""
+    return DynamicCache(ddp_cache_data=[(layer.keys[index], layer.values[index]) for layer in cache.layers])
+
+
+def stop_token_ids(model: AQAModel) -> torch.Tensor:
+    stops = generation_config(model, DecodingOptions()).eos_token_id
+    return torch.tensor(stops if isinstance(stops, list) else [stops], device=model.device)
 
 
 def normalise(options: Sequence[Sequence[str]], scores: Sequence[float]) -> list[dict[str, float]]:

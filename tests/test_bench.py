@@ -1,0 +1,112 @@
+"""`aqa bench` on the tiny checkpoint: the report's keys and that every figure was measured (no timing asserts)."""
+
+import json
+import subprocess
+import sys
+from numbers import Number
+
+import pytest
+import torch
+from conftest import ROOT
+
+from aqa.bench import format_report
+from aqa.bench_measure import build_random_model, count_weights
+from aqa.cli import main
+
+# Small enough for CI: 2 clips of 2 s, batch sizes 1 and 2, one question per latency and baseline measurement.
+QUICK = ["--clips", "2", "--seconds", "2", "--batch-sizes", "1", "2", "--latency-runs", "1", "--baseline-runs", "1"]
+QUICK += ["--max-new-tokens", "4", "--threads", "1"]
+
+
+def numbers_in(value, path=""):
+    """(key path, number) for every number in a nested report."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from numbers_in(inner, f"{path}.{key}" if path else key)
+    elif isinstance(value, Number) and not isinstance(value, bool):
+        yield path, value
+
+
+@pytest.fixture(scope="module")
+def report(tiny_model_dir, tmp_path_factory):
+    """One run of `python -m aqa bench --model TINY --json`, shared by the tests below."""
+    output = tmp_path_factory.mktemp("bench") / "report.json"
+    command = [sys.executable, "-m", "aqa", "bench", "--model", str(tiny_model_dir), *QUICK, "--json"]
+    done = subprocess.run([*command, "--output", str(output)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert json.loads(output.read_text()) == printed, "--output writes what --json prints"
+    return printed
+
+
+SECTIONS = [
+    ("latency_ms", {"audio_load_resample", "feature_extraction", "prefill", "decode", "option_scoring", "total"}),
+    ("answer_latency_ms", {"answer_mode", "generate_only", "score_only"}),
+    ("option_scoring_ms", {"shared_prefill", "unshared"}),
+    ("throughput_questions_per_s", {"batch_1", "batch_2"}),
+    ("baseline", {"recipe", "latency_ms", "questions_per_s", "decode_tokens_per_question"}),
+    ("speedup_vs_baseline", {"answer_mode_latency", "throughput_batch_1", "throughput_batch_2"}),
+    ("peak_memory_gib", {"kind", "load", "inference"}),
+    ("audio_and_features_30s_ms", {"audio_load_resample", "feature_extraction", "total"}),
+    ("model", {"name", "precision", "parameters", "load_seconds", "max_new_tokens"}),
+    ("machine", {"device", "cpu", "torch_threads", "torch", "transformers"}),
+]
+
+
+@pytest.mark.parametrize("section, keys", SECTIONS, ids=[section for section, _ in SECTIONS])
+def test_report_has_every_figure(report, section, keys):
+    assert keys <= set(report[section]), f"{section} lacks {keys - set(report[section])}"
+
+
+def test_every_figure_is_measured(report):
+    """Each number is positive: a zero would mean a stage that was not timed or a memory reading that failed."""
+    figures = dict(numbers_in(report))
+    assert figures and all(value > 0 for value in figures.values()), {k: v for k, v in figures.items() if v <= 0}
+
+
+def test_report_describes_the_run(report, tiny_model_dir):
+    assert report["model"]["name"] == str(tiny_model_dir)
+    assert (report["model"]["precision"], report["machine"]["device"]) == ("fp32", "cpu")
+    assert report["peak_memory_gib"]["kind"] == "cpu_rss_high_water"
+    assert report["baseline"]["decode_tokens_per_question"] <= 4  # --max-new-tokens reaches the baseline too
+    assert report["speedup_vs_baseline"]["throughput_batch_1"] == pytest.approx(
+        report["throughput_questions_per_s"]["batch_1"] / report["baseline"]["questions_per_s"], rel=0.02
+    )
+
+
+def test_markdown_table_names_every_figure():
+    report = {"latency_ms": {"prefill": 1.5}, "baseline": {"latency_ms": 3.0}, "note": "x"}
+    assert format_report(report).splitlines() == [
+        "| figure | value |",
+        "| --- | --- |",
+        "| latency_ms.prefill | 1.5 |",
+        "| baseline.latency_ms | 3.0 |",
+        "| note | x |",
+    ]
+
+
+BAD_ARGUMENTS = [
+    (["--clips", "0"], "no questions to answer"),
+    (["--batch-sizes", "8", "0"], "a batch of nothing"),
+    (["--latency-runs", "-1"], "a negative count"),
+    (["--seconds", "0"], "empty clips"),
+]
+
+
+@pytest.mark.parametrize("arguments, reason", BAD_ARGUMENTS, ids=[reason for _, reason in BAD_ARGUMENTS])
+def test_bad_arguments_fail_in_one_line_before_loading(capsys, arguments, reason):
+    assert main(["bench", "--model", "/nonexistent", *arguments]) == 2, reason
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "must be positive" in error, reason
+
+
+def test_random_tiny_model_in_4bit_quantizes_the_language_model_only():
+    """`--random-weights` builds the architecture on the device; 4-bit swaps the same layers `load_model` does."""
+    model = build_random_model("tiny", "4bit", torch.device("cpu"))
+    kinds = {name: type(module).__name__ for name, module in model.model.named_modules()}
+    assert kinds["model.language_model.layers.0.self_attn.q_proj"] == "Linear4bit"
+    assert kinds["model.audio_tower.layers.0.fc1"] == "Linear"
+    assert kinds["model.multi_modal_projector.linear"] == "Linear"
+    assert kinds["lm_head"] == "Linear"
+    unquantized = build_random_model("tiny", "fp32", torch.device("cpu"))
+    assert count_weights(model.model) == count_weights(unquantized.model), "4-bit counts the original shapes"
