@@ -22,6 +22,7 @@ from gradio_client.exceptions import AppError
 
 import app
 import aqa
+from aqa.prompt import check_question
 
 # Small caps so that the fixtures' files cross them; few new tokens so that the random tiny model answers quickly.
 SETTINGS = app.AppSettings(max_seconds=42, max_file_size="2mb", max_new_tokens=8, queue_size=16)
@@ -256,6 +257,14 @@ def test_gradio_error(error, message):
 def test_flags_and_environment(argv, environ, expected):
     args = app.build_parser(environ).parse_args(argv)
     assert {key: getattr(args, key) for key in expected} == expected
+
+
+@pytest.mark.parametrize("clip, question, options", app.EXAMPLES)
+def test_examples_are_small_and_askable(clip, question, options):
+    path = app.ASSETS / clip
+    assert path.stat().st_size < 300_000, "committed binaries stay under 300 KB"
+    check_question(question, options)
+    assert len(app.load_clip(str(path), app.AppSettings().max_seconds)) > 0
 
 
 def test_space_front_matter():
