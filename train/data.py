@@ -1,4 +1,5 @@
-"""Training data: R1-AQA's AVQA JSONL and MMAU-style rows, read into one typed example, bad rows skipped and counted.
+"""Training data: R1-AQA's AVQA JSONL and MMAU-style rows, read into one typed example, bad rows skipped and counted;
+and the audio collation that turns chat messages with a clip into model inputs.
 
 Shared by GRPO (`train.grpo`) and SFT (`train.sft`); the prompt and the audio loader come from `aqa`, so training
 sees exactly what inference sees.
@@ -15,15 +16,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
 from tqdm.auto import tqdm
 
-from aqa.audio import load_audio
+from aqa.audio import N_SAMPLES, SAMPLE_RATE, load_audio
 from aqa.errors import AQAError
 
 logger = logging.getLogger(__name__)
 
 AUDIO_KEYS = ("audio_path", "audio", "audio_id")  # AVQA uses audio_path, MMAU audio_id
 VIDEO_WORD = re.compile(r"\bvideo\b", re.IGNORECASE)
+# The processor outputs Qwen2-Audio needs beside input_ids/attention_mask. Without them the model embeds the
+# <|AUDIO|> placeholders as plain text, with no error (FACTS.md), so every forward pass must receive both.
+AUDIO_FEATURES = ("input_features", "feature_attention_mask")
 
 
 @dataclass(frozen=True)
@@ -117,3 +123,62 @@ def drop_unreadable(examples: list[Example], skipped: Counter) -> list[Example]:
             skipped[reason] += 1
             logger.debug("skipped %s: %s", example.id, problem)
     return kept
+
+
+# --- audio collation: chat messages holding one clip -> model inputs (shared by GRPO and SFT) -----------------------
+
+
+def clean_messages(messages: Sequence[dict]) -> list[dict]:
+    """Messages as `aqa.build_messages` made them, without the None fields a `datasets.Dataset` adds.
+
+    Arrow stores all content entries as one struct type, so the text entry comes back with `audio_url: None`; the
+    chat template tests `'audio_url' in content` and would render a second audio placeholder for it.
+    """
+    cleaned = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, list):
+            content = [{key: value for key, value in part.items() if value is not None} for part in content]
+        cleaned.append({**message, "content": content})
+    return cleaned
+
+
+def audio_path(messages: Sequence[dict]) -> str:
+    """The clip a conversation refers to: its audio entry's `audio_url` (or `audio`); exactly one is expected."""
+    paths = [
+        part.get("audio_url") or part.get("audio")
+        for message in messages
+        if isinstance(message["content"], list)
+        for part in message["content"]
+        if part.get("type") == "audio"
+    ]
+    if len(paths) != 1 or not paths[0]:
+        raise ValueError(f"expected one audio entry with an audio_url in the prompt, found {len(paths)}")
+    return str(paths[0])
+
+
+def load_clips(paths: Sequence[str]) -> list[np.ndarray]:
+    """16 kHz mono samples for each path; a clip repeated in the batch (GRPO's generations) is decoded once."""
+    decoded = {path: load_audio(path) for path in dict.fromkeys(paths)}
+    return [decoded[path] for path in paths]
+
+
+def collate_audio(
+    processor, conversations: Sequence[Sequence[dict]], clips: Sequence[np.ndarray], add_generation_prompt: bool = True
+) -> dict[str, torch.Tensor]:
+    """Chat template, left-padded tokens and log-mel features for a batch of conversations with one clip each.
+
+    Returns input_ids, attention_mask and AUDIO_FEATURES; each <|AUDIO|> placeholder is expanded by the processor to
+    one token per encoder frame of its own clip. With add_generation_prompt=False the conversations may end with the
+    assistant's answer (SFT).
+    """
+    texts = [
+        processor.apply_chat_template(
+            clean_messages(messages), add_generation_prompt=add_generation_prompt, tokenize=False
+        )
+        for messages in conversations
+    ]
+    # The encoder hears 30 s; the processor would cut longer audio itself, but cutting here saves the work.
+    audio = [clip[:N_SAMPLES] for clip in clips]
+    batch = processor(text=texts, audio=audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True)
+    return dict(batch)

@@ -1,0 +1,125 @@
+"""Typed configs for training: TRL's own dataclasses, extended for audio, parsed from a YAML recipe plus the CLI.
+
+`parse_config` reads `--config recipe.yaml` and lets every field be overridden on the command line (TrlParser), so
+`--learning_rate 1e-6 --beta 0.001` beats the recipe. The resolved values are logged once by `log_config`.
+
+Reusable by SFT: `DataArguments` (which rows, which prompt), `AudioModelConfig` (which checkpoint, precision, LoRA
+on the language model only, frozen audio encoder), `parse_config` and `log_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trl import GRPOConfig, ModelConfig, TrlParser
+
+from train.data import DataOptions
+
+logger = logging.getLogger(__name__)
+
+BASE_MODEL = "Qwen/Qwen2-Audio-7B-Instruct"  # what R1-AQA was trained from
+# Every linear layer of the language model's decoder, and nothing in the audio encoder (whose attention layers are
+# also called q_proj/k_proj/v_proj, so PEFT's default names would put adapters there too). PEFT full-matches a string.
+LANGUAGE_MODEL_LORA_TARGETS = r"model\.language_model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj"
+AUDIO_ENCODER = "model.audio_tower"  # module name under Qwen2AudioForConditionalGeneration (transformers 5)
+
+
+@dataclass
+class DataArguments:
+    """Which training rows and which prompt."""
+
+    train_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "JSONL of AVQA rows (audio_path, question_text, multi_choice, answer index) or MMAU-style "
+            "rows (audio/audio_id, question, choices, answer text); relative audio paths are read from the "
+            "file's folder. Rows with missing/corrupt audio or an answer not among the choices are skipped."
+        },
+    )
+    drop_view: bool = field(
+        default=False,
+        metadata={"help": "Drop AVQA rows whose question_relation is 'View' (unanswerable from audio alone)."},
+    )
+    video_to_audio: bool = field(
+        default=False,
+        metadata={"help": "Rewrite the word 'video' to 'audio' in questions, as R1-AQA's training did on AVQA."},
+    )
+    check_audio: bool = field(
+        default=True,
+        metadata={"help": "Decode every clip once before training so that a bad file is skipped, not a crash."},
+    )
+    think: bool = field(
+        default=False,
+        metadata={"help": "Ask for <think> reasoning before the answer (paper's prompt 3; not the released model)."},
+    )
+
+    def data_options(self) -> DataOptions:
+        return DataOptions(drop_view=self.drop_view, video_to_audio=self.video_to_audio, check_audio=self.check_audio)
+
+
+@dataclass
+class AudioModelConfig(ModelConfig):
+    """TRL's ModelConfig (checkpoint, dtype, LoRA, 4/8-bit) with Qwen2-Audio defaults and an encoder switch."""
+
+    model_name_or_path: str | None = field(
+        default=BASE_MODEL, metadata={"help": "Hub id or local directory of a Qwen2-Audio checkpoint to train."}
+    )
+    lora_target_modules: list[str] | None = field(
+        default_factory=lambda: [LANGUAGE_MODEL_LORA_TARGETS],
+        metadata={
+            "help": "LoRA target modules: one regex (full match) or module names. The default covers every "
+            "linear layer of the language model and nothing in the audio encoder."
+        },
+    )
+    freeze_audio_encoder: bool = field(
+        default=False,
+        metadata={
+            "help": f"Freeze the audio encoder ({AUDIO_ENCODER}); the projector and language model still "
+            "train. No effect with LoRA, which trains only its adapters."
+        },
+    )
+
+
+@dataclass
+class AudioGRPOConfig(GRPOConfig):
+    """TRL's GRPOConfig plus the rewards to train on and how a LoRA run is saved."""
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy_reward", "format_reward"],
+        metadata={"help": "Reward functions by name (train/rewards.py); each is logged as rewards/<name>/mean."},
+    )
+    merge_adapter: bool = field(
+        default=True,
+        metadata={
+            "help": "With LoRA, also write the merged full model to output_dir (the adapter goes to "
+            "output_dir/adapter), so that `aqa ask --model OUTPUT_DIR` loads it."
+        },
+    )
+
+
+def parse_config(dataclass_types: Sequence[type], args: Sequence[str] | None = None) -> tuple:
+    """Instances of `dataclass_types` from `--config recipe.yaml` and command-line overrides (CLI wins)."""
+    return TrlParser(list(dataclass_types)).parse_args_and_config(args=args)
+
+
+def resolved_config(*configs) -> dict:
+    """Every field of every config, as plain JSON-able values, keyed by config class."""
+    resolved = {}
+    for config in configs:
+        values = config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
+        resolved[type(config).__name__] = json.loads(json.dumps(values, default=str))
+    return resolved
+
+
+def log_config(*configs, path: str | Path | None = None) -> None:
+    """Log the resolved configuration once (and write it to `path`, for the run's records)."""
+    text = json.dumps(resolved_config(*configs), indent=2, sort_keys=True)
+    logger.info("resolved configuration:\n%s", text)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + "\n", encoding="utf-8")
