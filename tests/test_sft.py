@@ -16,6 +16,7 @@ from test_prepare_avqa import make_avqa  # the same small AVQA, made with FFmpeg
 from aqa.decoding import Prepared, Question, build_inputs
 from aqa.model import load_model
 from train import prepare_avqa, sft
+from train.config import parse_config
 from train.data import DataOptions, load_examples
 
 TINY_RECIPE = ROOT / "train" / "recipes" / "sft_tiny_cpu.yaml"
@@ -34,7 +35,7 @@ def avqa_jsonl(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def batch(avqa_jsonl, tiny_model):
     examples, _ = load_examples(avqa_jsonl, DataOptions(video_to_audio=True))
-    items = [sft.AudioQuestions(examples)[i] for i in range(3)]  # clips of 1, 1.5 and 2 s: different lengths
+    items = [sft.AudioQuestions(examples)[i] for i in (1, 2, 3)]  # clips of 1, 1.5 and 2 s: different lengths
     return items, sft.AnswerCollator(tiny_model.processor)(items)
 
 
@@ -117,14 +118,14 @@ def test_lora_trains_only_the_language_model_and_saves_it_merged(avqa_jsonl, tin
     out = tmp_path / "lora"
     args = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--train_file"]
     args += [str(avqa_jsonl), "--output_dir", str(out), "--use_peft", "true", "--lora_r", "8", "--lora_alpha", "16"]
-    assert sft.main(args + ["--save_strategy", "no"]) == 0
+    assert sft.run(args + ["--save_strategy", "no"]) == 0
 
     before, after = weights(tiny_model_dir), weights(out)
     assert before.keys() == after.keys()  # merged: a plain Qwen2-Audio checkpoint, no adapter weights left
+    assert (out / "adapter" / "adapter_config.json").is_file()
     changed = {name for name in before if not torch.equal(before[name], after[name])}
-    projections = tuple(f".{name}.weight" for name in sft.LANGUAGE_MODEL_LINEARS)
     assert changed and all(name.startswith("model.language_model.layers.") for name in changed)
-    assert all(name.endswith(projections) for name in changed)
+    assert all(name.endswith("_proj.weight") for name in changed)  # the decoder's linear layers, nothing else
     assert any(".mlp." in name for name in changed) and any(".self_attn." in name for name in changed)
 
 
@@ -137,6 +138,15 @@ def test_lora_trains_only_the_language_model_and_saves_it_merged(avqa_jsonl, tin
 )
 def test_bad_input_is_one_line_error(avqa_jsonl, tiny_model_dir, tmp_path, capsys, override, message):
     args = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--train_file", str(avqa_jsonl)]
-    assert sft.main(args + ["--output_dir", str(tmp_path / "o"), *override]) == 2
+    assert sft.run(args + ["--output_dir", str(tmp_path / "o"), *override]) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "train" / "recipes").glob("sft_*.yaml")), ids=lambda p: p.stem)
+def test_recipes_parse_with_answer_only_data_settings(recipe):
+    # --use_cpu: the GPU recipes ask for bf16, which TrainingArguments refuses on a machine without a GPU otherwise.
+    data_args, training_args, model_args = parse_config(sft.CONFIG_CLASSES, ["--config", str(recipe), "--use_cpu", "1"])
+    assert data_args.video_to_audio and not data_args.think  # R1-AQA's training prompt, answer-only
+    assert training_args.remove_unused_columns is False  # the collator needs the examples as they are
+    assert model_args.model_name_or_path and training_args.output_dir.startswith("runs/")
