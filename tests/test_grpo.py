@@ -13,6 +13,7 @@ import pytest
 import torch
 from trl import get_peft_config
 
+import train.grpo
 from aqa import load_model
 from tests.conftest import ROOT
 from train.config import (
@@ -174,6 +175,14 @@ def test_user_errors_are_one_line(args, message, avqa_file, tiny_model_dir, tmp_
     assert run([*base, *train_file, *args]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("error: ") and message in error
+
+
+def test_a_missing_logging_backend_is_a_one_line_error(avqa_file, tiny_model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(train.grpo, "installed", lambda package: False)
+    paths = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(avqa_file), "--output_dir", str(tmp_path)]
+    assert run(["--config", str(TINY_RECIPE), *paths, "--report_to", "tensorboard"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == "error: --report_to tensorboard needs the tensorboard package: pip install tensorboard"
 
 
 # --- in-process: the audio path, LoRA, the learning signal ---------------------------------------------------------

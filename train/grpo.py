@@ -19,6 +19,7 @@ Several nodes: the same command on every node, adding `--num_machines N --num_pr
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -41,6 +42,8 @@ from train.trainer import AudioGRPOTrainer
 
 logger = logging.getLogger("train.grpo")
 CONFIG_CLASSES = (DataArguments, AudioGRPOConfig, AudioModelConfig)
+# Optional logging backends (`--report_to`): the packages any of which each one needs
+LOGGING_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",)}
 
 
 class UsageError(Exception):
@@ -55,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     log_layout(training_args)
     set_seed(training_args.seed)
     checkpoint = resume_checkpoint(training_args)
+    check_report_to(training_args)
 
     # --- data: one prompt per question; the audio path rides inside the prompt's audio entry ---------------------
     dataset = get_dataset(data_args)
@@ -163,6 +167,18 @@ def resume_checkpoint(training_args: AudioGRPOConfig) -> str | bool | None:
     if value is not None and not Path(value).is_dir():
         raise UsageError(f"{value}: no such checkpoint directory")
     return value
+
+
+def check_report_to(training_args: AudioGRPOConfig) -> None:
+    """A logging backend that is not installed fails now, in one line, not after the model has loaded."""
+    for backend in training_args.report_to or []:
+        packages = LOGGING_PACKAGES.get(backend, ())
+        if packages and not any(installed(package) for package in packages):
+            raise UsageError(f"--report_to {backend} needs the {backend} package: pip install {backend}")
+
+
+def installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
 
 
 def save_final(trainer: AudioGRPOTrainer, model_args: AudioModelConfig, training_args: AudioGRPOConfig) -> None:
