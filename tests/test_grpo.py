@@ -13,9 +13,10 @@ import pytest
 import torch
 from trl import get_peft_config
 
-import train.grpo
+import train.common
 from aqa import load_model
 from tests.conftest import ROOT
+from train.common import get_model, get_processor, save_final
 from train.config import (
     LANGUAGE_MODEL_LORA_TARGETS,
     AudioGRPOConfig,
@@ -23,7 +24,7 @@ from train.config import (
     DataArguments,
     parse_config,
 )
-from train.grpo import CONFIG_CLASSES, get_dataset, get_model, get_processor, get_rewards, run, save_final
+from train.grpo import CONFIG_CLASSES, get_dataset, get_rewards, run
 from train.trainer import AudioGRPOTrainer
 
 TINY_RECIPE = ROOT / "train" / "recipes" / "grpo_tiny.yaml"
@@ -178,7 +179,7 @@ def test_user_errors_are_one_line(args, message, avqa_file, tiny_model_dir, tmp_
 
 
 def test_a_missing_logging_backend_is_a_one_line_error(avqa_file, tiny_model_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(train.grpo, "installed", lambda package: False)
+    monkeypatch.setattr(train.common, "installed", lambda package: False)
     paths = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(avqa_file), "--output_dir", str(tmp_path)]
     assert run(["--config", str(TINY_RECIPE), *paths, "--report_to", "tensorboard"]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]

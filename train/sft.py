@@ -38,12 +38,20 @@ from transformers import Trainer, TrainingArguments, set_seed
 from trl import get_peft_config
 
 from aqa.audio import load_audio
-from aqa.errors import AQAError
 from aqa.model import read_config
 from aqa.prompt import build_messages
+from train.common import (
+    UsageError,
+    check_report_to,
+    get_model,
+    get_processor,
+    resume_checkpoint,
+    run_main,
+    save_final,
+    setup_logging,
+)
 from train.config import AudioModelConfig, DataArguments, log_config, parse_config
 from train.data import Example, collate_audio, load_examples
-from train.grpo import UsageError, get_model, get_processor, resume_checkpoint, save_final, setup_logging
 
 IGNORE_INDEX = -100  # label of every position the loss skips (PyTorch's cross-entropy default)
 END_OF_TURN = "<|im_end|>"  # Qwen's end of an assistant turn: the model emits it after the answer, then stops
@@ -148,6 +156,7 @@ def check_tokenizer(processor) -> None:
 def main(argv: list[str] | None = None) -> None:
     data_args, training_args, model_args = parse_config(CONFIG_CLASSES, argv)
     setup_logging(training_args)
+    check_report_to(training_args)
     if training_args.should_log:
         log_config(data_args, model_args, training_args, path=Path(training_args.output_dir) / "run_config.json")
     set_seed(training_args.seed)
@@ -181,12 +190,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """`python -m train.sft`: user errors print one line on stderr and exit 2."""
-    try:
-        main(argv)
-    except (UsageError, AQAError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(main, argv)
 
 
 if __name__ == "__main__":
