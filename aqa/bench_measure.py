@@ -10,7 +10,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from aqa import extract_answer
 from aqa.audio import CHUNK_LENGTH, SAMPLE_RATE, load_audio
 from aqa.bench import BenchOptions
 from aqa.decoding import (
+    ANSWER_TOKENS,
     DecodingOptions,
     Prepared,
     Question,
@@ -63,13 +65,13 @@ def measure(
         decoding = DecodingOptions(max_new_tokens=options.max_new_tokens)
         largest = max(options.batch_sizes)
         list(answer_many(model, questions[:largest], decoding, largest))
-        reset_peak(device)
+        memory = PeakMemory(device)
         report = {"machine": describe_machine(device), "model": describe_model(model, load_seconds, options)}
-        report |= measure_latency(model, questions[: options.latency_runs], decoding)
-        report |= measure_throughput(model, questions[: options.clips], decoding, options.batch_sizes)
-        report |= measure_baseline(model, questions[: options.baseline_runs], options.max_new_tokens)
+        report |= measure_one_at_a_time(model, questions, decoding, options, memory)
+        report |= measure_throughput(model, questions[: options.clips], decoding, options.batch_sizes, memory)
         report["speedup_vs_baseline"] = speedups(report)
-        report["peak_memory_gib"] = {"kind": peak_kind(device), "load": load_peak, "inference": read_peak(device)}
+        report["speedup_vs_alternatives"] = alternatives(report)
+        report["peak_memory_gib"] = {"kind": peak_kind(device), "load": load_peak, **memory.peaks}
         report["audio_and_features_30s_ms"] = measure_features(model, Path(folder))
     return report
 
@@ -163,6 +165,7 @@ def describe_model(model: AQAModel, load_seconds: float, options: BenchOptions) 
         "random_weights": options.random_weights,
         "parameters": count_weights(model.model),
         "load_seconds": round(load_seconds, 3),
+        "clips": options.clips,
         "clip_seconds": options.seconds,
         "clip_sample_rate": CLIP_RATE,
         "options_per_question": len(OPTIONS),
@@ -242,26 +245,66 @@ def synchronize(device: torch.device) -> None:
 # --- latency ------------------------------------------------------------------------------------------------------
 
 
-def measure_latency(model: AQAModel, questions: Sequence[Question], decoding: DecodingOptions) -> dict:
-    """One question at a time: the median of each stage, then whole answers in each mode through `aqa.answer`."""
-    if not questions:
-        return {}
-    say(f"latency, stage by stage, on {len(questions)} questions")
-    stages = [time_stages(model, question, decoding) for question in questions]
-    latency = {name: median_ms([stage[name] for stage in stages]) for name in stages[0]}
-    latency["total"] = round(sum(latency.values()), 3)
+def measure_one_at_a_time(
+    model: AQAModel, questions: Sequence[Question], decoding: DecodingOptions, options: BenchOptions, memory
+) -> dict:
+    """One question at a time, every measurement of a question before the next question, so that a change in the
+    machine's load (other work on a shared machine) hits all of them alike: the stages, whole answers in each mode,
+    unshared scoring and the baseline recipe. Medians over the questions."""
+    runs = max(options.latency_runs, options.baseline_runs)
+    say(f"one question at a time: {options.latency_runs} stage by stage, {options.baseline_runs} baseline")
+    samples: dict[str, list[float]] = {}
+    for index, question in enumerate(questions[:runs]):
+        if index < options.latency_runs:
+            for name, seconds in time_question(model, question, decoding, memory).items():
+                samples.setdefault(name, []).append(seconds)
+        if index < options.baseline_runs:
+            with memory.track("baseline"):
+                seconds, tokens = baseline_answer(model, question.audio, options.max_new_tokens or ANSWER_TOKENS)
+            samples.setdefault("baseline", []).append(seconds)
+            samples.setdefault("baseline_tokens", []).append(tokens)
+    return one_at_a_time_report(samples)
+
+
+def time_question(
+    model: AQAModel, question: Question, decoding: DecodingOptions, memory: PeakMemory
+) -> dict[str, float]:
+    """Seconds of each stage, of a whole answer in each mode, and of scoring without the shared prefill."""
+    times = {f"stage.{name}": seconds for name, seconds in time_stages(model, question, decoding).items()}
     modes = {
         "answer_mode": decoding,
         "generate_only": replace(decoding, score=False),
         "score_only": replace(decoding, generate=False),
     }
-    answer_latency = {name: median_ms(time_answers(model, questions, mode)) for name, mode in modes.items()}
-    unshared = median_ms([time_unshared_scoring(model, question) for question in questions])
-    return {
-        "latency_ms": latency,
-        "answer_latency_ms": answer_latency,
-        "option_scoring_ms": {"shared_prefill": latency["prefill"] + latency["option_scoring"], "unshared": unshared},
-    }
+    for name, mode in modes.items():
+        with memory.track(f"one_question_{name}"):
+            times[f"answer.{name}"] = time_answer(model, question, mode)
+    times["unshared_scoring"] = time_unshared_scoring(model, question)
+    return times
+
+
+def one_at_a_time_report(samples: dict[str, list[float]]) -> dict:
+    def section(prefix: str) -> dict[str, float]:
+        return {
+            key.removeprefix(prefix): median_ms(values) for key, values in samples.items() if key.startswith(prefix)
+        }
+
+    report = {}
+    if "stage.prefill" in samples:
+        latency = section("stage.")
+        report["latency_ms"] = latency | {"total": round(sum(latency.values()), 3)}
+        report["answer_latency_ms"] = section("answer.")
+        shared = latency["prefill"] + latency["option_scoring"]
+        report["option_scoring_ms"] = {"shared_prefill": shared, "unshared": median_ms(samples["unshared_scoring"])}
+    if "baseline" in samples:
+        report["baseline"] = {
+            "recipe": "model card: processor(text=..., audio=..., sampling_rate=16000) + "
+            "model.generate(**inputs, max_new_tokens=N, do_sample=False), one question at a time",
+            "latency_ms": median_ms(samples["baseline"]),
+            "questions_per_s": round(len(samples["baseline"]) / sum(samples["baseline"]), 3),
+            "decode_tokens_per_question": statistics.mean(samples["baseline_tokens"]),
+        }
+    return report
 
 
 @torch.inference_mode()
@@ -306,16 +349,13 @@ def option_tokens(model: AQAModel, option: str) -> list[int]:
     return model.tokenizer(f"<answer>{option}</answer>", add_special_tokens=False)["input_ids"]
 
 
-def time_answers(model: AQAModel, questions: Sequence[Question], decoding: DecodingOptions) -> list[float]:
-    """Wall time of whole answers (audio file in, Result out), one question at a time."""
-    times = []
-    for question in questions:
-        clock = Clock(model.device)
-        [(_, result)] = list(answer_many(model, [question], decoding, batch_size=1))
-        if isinstance(result, AQAError):
-            raise result
-        times.append(clock.lap())
-    return times
+def time_answer(model: AQAModel, question: Question, decoding: DecodingOptions) -> float:
+    """Wall time of a whole answer through `aqa.answer_many`: audio file in, Result out."""
+    clock = Clock(model.device)
+    [(_, result)] = list(answer_many(model, [question], decoding, batch_size=1))
+    if isinstance(result, AQAError):
+        raise result
+    return clock.lap()
 
 
 class Clock:
@@ -336,19 +376,38 @@ def median_ms(seconds: Sequence[float]) -> float:
     return round(statistics.median(seconds) * 1000, 3)
 
 
+class PeakMemory:
+    """The highest reading per label; each tracked block restarts the high-water mark first."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peaks: dict[str, float] = {}
+
+    @contextmanager
+    def track(self, label: str) -> Iterator[None]:
+        reset_peak(self.device)
+        yield
+        self.peaks[label] = max(self.peaks.get(label, 0.0), read_peak(self.device))
+
+
 # --- throughput ---------------------------------------------------------------------------------------------------
 
 
 def measure_throughput(
-    model: AQAModel, questions: Sequence[Question], decoding: DecodingOptions, batch_sizes: Sequence[int]
+    model: AQAModel,
+    questions: Sequence[Question],
+    decoding: DecodingOptions,
+    batch_sizes: Sequence[int],
+    memory: PeakMemory,
 ) -> dict:
     """Questions per second through `answer_many`, audio files in, at each batch size."""
     throughput = {}
     for size in batch_sizes:
         say(f"throughput at batch {size} on {len(questions)} questions")
-        clock = Clock(model.device)
-        results = [result for _, result in answer_many(model, questions, decoding, batch_size=size)]
-        seconds = clock.lap()
+        with memory.track(f"batch_{size}"):
+            clock = Clock(model.device)
+            results = [result for _, result in answer_many(model, questions, decoding, batch_size=size)]
+            seconds = clock.lap()
         failed = [result for result in results if isinstance(result, AQAError)]
         if failed:
             raise failed[0]
@@ -357,23 +416,6 @@ def measure_throughput(
 
 
 # --- the baseline: the model card's recipe, one question at a time ------------------------------------------------
-
-
-def measure_baseline(model: AQAModel, questions: Sequence[Question], max_new_tokens: int | None) -> dict:
-    if not questions:
-        return {}
-    say(f"baseline (the model card's recipe) on {len(questions)} questions")
-    runs = [baseline_answer(model, question.audio, max_new_tokens or 256) for question in questions]
-    seconds = [run[0] for run in runs]
-    return {
-        "baseline": {
-            "recipe": "model card: processor(text=..., audio=..., sampling_rate=16000) + "
-            "model.generate(**inputs, max_new_tokens=N, do_sample=False), one question at a time",
-            "latency_ms": median_ms(seconds),
-            "questions_per_s": round(len(seconds) / sum(seconds), 3),
-            "decode_tokens_per_question": statistics.mean(run[1] for run in runs),
-        }
-    }
 
 
 @torch.inference_mode()
@@ -403,8 +445,33 @@ def speedups(report: dict) -> dict:
     out = {}
     for mode, ms in report.get("answer_latency_ms", {}).items():
         out[f"{mode}_latency"] = round(baseline["latency_ms"] / ms, 2)
-    for batch, rate in report["throughput_questions_per_s"].items():
+    for batch, rate in report.get("throughput_questions_per_s", {}).items():
         out[f"throughput_{batch}"] = round(rate / baseline["questions_per_s"], 2)
+    return out
+
+
+def alternatives(report: dict) -> dict:
+    """Ratios measured in this run between the way `aqa` works and the obvious alternative (above 1: `aqa` is faster).
+
+    - answer mode against generating first and scoring after (the stage-by-stage pipeline): what reading greedy
+      answers off the scoring pass saves (nothing with random weights, whose answers are never an option);
+    - option scoring from the shared prefill against a full forward pass (audio and prompt) per option;
+    - `answer_many` at batch 1 against `aqa.answer` called once per question: what doing the next question's CPU
+      work (audio, template, tokens, features) in the background thread during the model's work saves;
+    - each batch size against batch 1.
+    """
+    out = {}
+    latency, answers = report.get("latency_ms"), report.get("answer_latency_ms")
+    rates = report.get("throughput_questions_per_s", {})
+    if latency and answers:
+        out["answer_mode_vs_generate_then_score"] = round(latency["total"] / answers["answer_mode"], 2)
+        scoring = report["option_scoring_ms"]
+        out["shared_prefill_vs_unshared_scoring"] = round(scoring["unshared"] / scoring["shared_prefill"], 2)
+        if "batch_1" in rates:
+            out["pipelined_batch_1_vs_one_at_a_time"] = round(rates["batch_1"] * answers["answer_mode"] / 1000, 2)
+    for batch, rate in rates.items():
+        if "batch_1" in rates and batch != "batch_1":
+            out[f"{batch}_vs_batch_1"] = round(rate / rates["batch_1"], 2)
     return out
 
 
