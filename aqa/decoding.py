@@ -393,14 +393,18 @@ def score_options(
     (its text before `<answer>`) precedes the tag. The prompt's KV cache is shared: each option adds only its tokens.
     The same pass shows, per question, the option (if any) that greedy decoding would write and then stop after.
     """
-    tokenizer = model.tokenizer
-    rows = []  # (batch item, option tokens)
+    items, continuations = [], []
     for item, (choices, text) in enumerate(zip(options, texts)):
         prefix = text.split("<answer>")[0] if think else ""
-        rows += [
-            (item, tokenizer(f"{prefix}<answer>{option}</answer>", add_special_tokens=False)["input_ids"])
-            for option in choices
-        ]
+        items += [item] * len(choices)
+        continuations += [f"{prefix}<answer>{option}</answer>" for option in choices]
+    # Padded like the prompts, and the pads dropped: the background thread may be tokenizing the next batch, and a
+    # call with other padding settings would switch the shared tokenizer's state under it.
+    encoded = model.tokenizer(continuations, add_special_tokens=False, padding=True)
+    rows = [  # (batch item, option tokens)
+        (item, [token for token, keep in zip(ids, mask) if keep])
+        for item, ids, mask in zip(items, encoded["input_ids"], encoded["attention_mask"])
+    ]
     scored = []
     for chunk in chunked(rows, rows_per_chunk(model, cache)):
         scored += continuation_logprobs(model, inputs, cache, chunk)
