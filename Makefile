@@ -17,4 +17,4 @@ app: tiny
 	python app.py --model tiny-model
 
 bench: tiny
-	python -m aqa bench --model tiny-model
+	python -m aqa bench --model tiny-model --max-new-tokens 10
