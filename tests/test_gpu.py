@@ -1,0 +1,41 @@
+"""GPU-only checks (skipped without CUDA): the default bf16 path and 4-bit NF4 on the GPU, on the tiny checkpoint.
+
+Speed and memory of the full-size model are measured by `bench/run_gpu.sh`, not here.
+"""
+
+import math
+
+import pytest
+import torch
+
+import aqa
+
+pytestmark = pytest.mark.gpu
+OPTIONS = ["Man", "Woman", "Child", "Robot"]
+
+
+@pytest.mark.parametrize("precision", ["bf16", "4bit", "8bit"])
+def test_answers_on_the_gpu(tiny_model_dir, clips, precision):
+    model = aqa.load_model(str(tiny_model_dir), precision=precision)
+    assert model.device.type == "cuda" and next(model.model.parameters()).is_cuda
+    result = aqa.answer(model, clips["speech_16k_mono.wav"], "Who is speaking?", OPTIONS)
+    assert result.answer in OPTIONS
+    assert math.isclose(sum(result.probabilities.values()), 1.0, abs_tol=1e-6)
+
+
+def test_gpu_is_the_default_device(tiny_model_dir):
+    model = aqa.load_model(str(tiny_model_dir))
+    assert (model.device.type, model.precision) == ("cuda", "bf16")
+    assert model.model.dtype == torch.bfloat16
+
+
+def test_batched_equals_one_at_a_time_in_bf16(tiny_model_dir, clips):
+    model = aqa.load_model(str(tiny_model_dir), precision="bf16")
+    names = ["speech_16k_mono.wav", "tone_8k.wav", "stereo_44k.wav"]
+    questions = [aqa.Question(clips[name], "What is it?", ("Speech", "Tone", "Noise")) for name in names]
+    batched = dict(aqa.answer_many(model, questions, aqa.DecodingOptions(max_new_tokens=16), batch_size=3))
+    for index, question in enumerate(questions):
+        alone = aqa.answer(
+            model, question.audio, question.question, question.options, aqa.DecodingOptions(max_new_tokens=16)
+        )
+        assert batched[index].answer == alone.answer
