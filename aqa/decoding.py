@@ -295,19 +295,29 @@ def to_device(model: AQAModel, inputs: dict[str, torch.Tensor]) -> dict[str, tor
 
 def build_cpu_inputs(model: AQAModel, items: Sequence[Prepared], think: bool) -> dict[str, torch.Tensor]:
     """Chat template, tokens and log-mel features for a batch, left-padded, on the CPU (thread-safe)."""
-    processor = model.processor
-    texts = [
-        processor.apply_chat_template(
-            build_messages(item.question.question, item.question.options, think, audio_url=item.question.name),
-            add_generation_prompt=True,
-            tokenize=False,
-        )
+    conversations = [
+        build_messages(item.question.question, item.question.options, think, audio_url=item.question.name)
         for item in items
     ]
+    return encode_conversations(model.processor, conversations, [item.samples for item in items])
+
+
+def encode_conversations(
+    processor, conversations: Sequence[Sequence[dict]], clips: Sequence[np.ndarray], add_generation_prompt: bool = True
+) -> dict[str, torch.Tensor]:
+    """Chat template, left-padded tokens and log-mel features for conversations holding one 16 kHz clip each.
+
+    The one place prompts become model inputs, for inference and training alike. Each <|AUDIO|> placeholder is
+    expanded by the processor to one token per encoder frame of its own clip. With add_generation_prompt=False a
+    conversation may end with the assistant's answer (SFT).
+    """
+    texts = [
+        processor.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+        for messages in conversations
+    ]
     # The encoder hears 30 s; the processor would cut longer audio itself, but cutting here saves the work.
-    audio = [item.samples[:N_SAMPLES] for item in items]
-    inputs = processor(text=texts, audio=audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True)
-    return dict(inputs)
+    audio = [clip[:N_SAMPLES] for clip in clips]
+    return dict(processor(text=texts, audio=audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True))
 
 
 def positions_of(attention_mask: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from aqa.audio import N_SAMPLES, SAMPLE_RATE, load_audio
+from aqa.audio import load_audio
+from aqa.decoding import encode_conversations
 from aqa.errors import AQAError
 
 logger = logging.getLogger(__name__)
@@ -166,19 +167,7 @@ def load_clips(paths: Sequence[str]) -> list[np.ndarray]:
 def collate_audio(
     processor, conversations: Sequence[Sequence[dict]], clips: Sequence[np.ndarray], add_generation_prompt: bool = True
 ) -> dict[str, torch.Tensor]:
-    """Chat template, left-padded tokens and log-mel features for a batch of conversations with one clip each.
-
-    Returns input_ids, attention_mask and AUDIO_FEATURES; each <|AUDIO|> placeholder is expanded by the processor to
-    one token per encoder frame of its own clip. With add_generation_prompt=False the conversations may end with the
-    assistant's answer (SFT).
-    """
-    texts = [
-        processor.apply_chat_template(
-            clean_messages(messages), add_generation_prompt=add_generation_prompt, tokenize=False
-        )
-        for messages in conversations
-    ]
-    # The encoder hears 30 s; the processor would cut longer audio itself, but cutting here saves the work.
-    audio = [clip[:N_SAMPLES] for clip in clips]
-    batch = processor(text=texts, audio=audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True)
-    return dict(batch)
+    """Model inputs for training conversations: aqa's own encoding (so training sees what inference sees), after
+    dropping the None fields a `datasets.Dataset` adds. Returns input_ids, attention_mask and AUDIO_FEATURES."""
+    cleaned = [clean_messages(messages) for messages in conversations]
+    return encode_conversations(processor, cleaned, clips, add_generation_prompt)
