@@ -165,7 +165,7 @@ def test_two_processes_on_cpu(tiny_model_dir, avqa_file, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--train_file", "no/such.jsonl"], "no/such.jsonl: no such file"),
+        (["--train_file", "no/such.jsonl"], "no/such.jsonl: no such training file"),
         (["--reward_funcs", "accuracy"], "unknown reward 'accuracy'"),
         (["--resume_from_checkpoint", "no/such/checkpoint-9"], "no such checkpoint directory"),
     ],

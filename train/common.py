@@ -20,7 +20,8 @@ from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration, Trai
 
 from aqa.errors import AQAError
 from aqa.model import first_line, load_kwargs
-from train.config import AUDIO_ENCODER, AudioModelConfig
+from train.config import AUDIO_ENCODER, AudioModelConfig, DataArguments
+from train.data import Example, load_examples
 
 # Optional logging backends (`--report_to`): the packages any of which each one needs
 LOGGING_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",)}
@@ -28,6 +29,19 @@ LOGGING_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("w
 
 class UsageError(Exception):
     """A problem the user can fix (no data, a bad path): shown as one line, without a traceback."""
+
+
+def get_examples(data_args: DataArguments) -> list[Example]:
+    """The training examples; bad rows (missing/corrupt audio, answer not among the choices) skipped and logged."""
+    train_file = data_args.train_file
+    if not train_file:
+        raise UsageError("give the training data with --train_file DATA.jsonl (see `python -m train.prepare_avqa`)")
+    if not Path(train_file).is_file():
+        raise UsageError(f"{train_file}: no such training file (make it with python -m train.prepare_avqa)")
+    examples, skipped = load_examples(train_file, data_args.data_options())
+    if not examples:
+        raise UsageError(f"{train_file}: no usable rows (skipped: {dict(skipped)})")
+    return examples
 
 
 def setup_logging(training_args: TrainingArguments) -> None:

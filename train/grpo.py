@@ -32,6 +32,7 @@ from aqa.prompt import build_messages
 from train.common import (
     UsageError,
     check_report_to,
+    get_examples,
     get_model,
     get_processor,
     resume_checkpoint,
@@ -40,7 +41,7 @@ from train.common import (
     setup_logging,
 )
 from train.config import AudioGRPOConfig, AudioModelConfig, DataArguments, log_config, parse_config
-from train.data import Example, load_examples
+from train.data import Example
 from train.rewards import get_reward_funcs
 from train.trainer import AudioGRPOTrainer
 
@@ -96,15 +97,8 @@ def log_layout(training_args: AudioGRPOConfig) -> None:
 
 
 def get_dataset(data_args: DataArguments) -> datasets.Dataset:
-    """The training rows; bad rows (missing/corrupt audio, answer not among the choices) are skipped and logged."""
-    if not data_args.train_file:
-        raise UsageError("give the training data with --train_file DATA.jsonl (see `python -m train.prepare_avqa`)")
-    if not Path(data_args.train_file).is_file():
-        raise UsageError(f"{data_args.train_file}: no such file")
-    examples, _ = load_examples(data_args.train_file, data_args.data_options())
-    if not examples:
-        raise UsageError(f"{data_args.train_file}: no usable rows (every row was skipped, see the log)")
-    return datasets.Dataset.from_list([to_row(example, data_args.think) for example in examples])
+    """One GRPO row per usable example (see `train.common.get_examples` for what is skipped)."""
+    return datasets.Dataset.from_list([to_row(example, data_args.think) for example in get_examples(data_args)])
 
 
 def to_row(example: Example, think: bool) -> dict:

@@ -43,6 +43,7 @@ from aqa.prompt import build_messages
 from train.common import (
     UsageError,
     check_report_to,
+    get_examples,
     get_model,
     get_processor,
     resume_checkpoint,
@@ -51,7 +52,7 @@ from train.common import (
     setup_logging,
 )
 from train.config import AudioModelConfig, DataArguments, log_config, parse_config
-from train.data import Example, collate_audio, load_examples
+from train.data import Example, collate_audio
 
 IGNORE_INDEX = -100  # label of every position the loss skips (PyTorch's cross-entropy default)
 END_OF_TURN = "<|im_end|>"  # Qwen's end of an assistant turn: the model emits it after the answer, then stops
@@ -136,15 +137,10 @@ def answer_loss(outputs, labels: torch.Tensor, num_items_in_batch: torch.Tensor 
     return total / count
 
 
-def get_examples(data_args: DataArguments) -> list[Example]:
+def get_answer_examples(data_args: DataArguments) -> list[Example]:
     if data_args.think:
         raise UsageError("SFT imitates answer-only targets: there is no reasoning to imitate with --think")
-    if not data_args.train_file or not Path(data_args.train_file).is_file():
-        raise UsageError(f"{data_args.train_file}: no such training file (make it with python -m train.prepare_avqa)")
-    examples, skipped = load_examples(data_args.train_file, data_args.data_options())
-    if not examples:
-        raise UsageError(f"{data_args.train_file}: no usable rows (skipped: {dict(skipped)})")
-    return examples
+    return get_examples(data_args)
 
 
 def check_tokenizer(processor) -> None:
@@ -163,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # --- data and model: checked before the (long) audio check, so a wrong path fails at once --------------------
     read_config(model_args.model_name_or_path, "fp32")  # one-line error for a wrong path or another architecture
-    examples = get_examples(data_args)
+    examples = get_answer_examples(data_args)
     processor = get_processor(model_args)
     check_tokenizer(processor)
     model = get_model(model_args)
