@@ -86,19 +86,25 @@ class AudioModelConfig(ModelConfig):
 
 
 @dataclass
-class AudioGRPOConfig(GRPOConfig):
-    """TRL's GRPOConfig plus the rewards to train on and how a LoRA run is saved."""
+class SaveArguments:
+    """How a LoRA run is saved; mixed into GRPO's and SFT's configs."""
 
-    reward_funcs: list[str] = field(
-        default_factory=lambda: ["accuracy_reward", "format_reward"],
-        metadata={"help": "Reward functions by name (train/rewards.py); each is logged as rewards/<name>/mean."},
-    )
     merge_adapter: bool = field(
         default=True,
         metadata={
             "help": "With LoRA, also write the merged full model to output_dir (the adapter goes to "
             "output_dir/adapter), so that `aqa ask --model OUTPUT_DIR` loads it."
         },
+    )
+
+
+@dataclass
+class AudioGRPOConfig(GRPOConfig, SaveArguments):
+    """TRL's GRPOConfig plus the rewards to train on and how a LoRA run is saved."""
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy_reward", "format_reward"],
+        metadata={"help": "Reward functions by name (train/rewards.py); each is logged as rewards/<name>/mean."},
     )
 
 

@@ -51,7 +51,7 @@ from train.common import (
     save_final,
     setup_logging,
 )
-from train.config import AudioModelConfig, DataArguments, log_config, parse_config
+from train.config import AudioModelConfig, DataArguments, SaveArguments, log_config, parse_config
 from train.data import Example, collate_audio
 
 IGNORE_INDEX = -100  # label of every position the loss skips (PyTorch's cross-entropy default)
@@ -59,17 +59,12 @@ END_OF_TURN = "<|im_end|>"  # Qwen's end of an assistant turn: the model emits i
 
 
 @dataclass
-class SFTConfig(TrainingArguments):
+class SFTConfig(TrainingArguments, SaveArguments):
     """The HF Trainer's arguments, plus how a LoRA run is saved (as in GRPO's config)."""
 
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep False: the audio collator reads fields the model's forward lacks."}
     )
-    merge_adapter: bool = field(
-        default=True,
-        metadata={"help": "With LoRA, also write the merged full model to output_dir (the adapter goes to "
-                  "output_dir/adapter), so that `aqa ask --model OUTPUT_DIR` loads it."},
-    )  # fmt: skip
 
 
 CONFIG_CLASSES = (DataArguments, SFTConfig, AudioModelConfig)
