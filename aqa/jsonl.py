@@ -33,11 +33,7 @@ class ResumableJsonl:
         self.path, self.key = Path(path), key
         kept = [row for row in read_jsonl(self.path) if "error" not in row] if self.path.exists() else []
         self.done = {row[key] for row in kept if key in row}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.writelines(dump(row) for row in kept)
-        os.replace(temporary, self.path)
+        write_jsonl(self.path, kept)
         self.handle = open(self.path, "a", encoding="utf-8")
 
     def write(self, rows: Iterable[dict]) -> None:
@@ -56,6 +52,21 @@ class ResumableJsonl:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
+    """Write a whole JSON-lines file atomically."""
+    write_atomic(path, "".join(dump(row) for row in rows))
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write to a temporary file, then rename: a kill mid-write never leaves a half-written file in place of a good
+    one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def dump(row: dict) -> str:

@@ -17,7 +17,6 @@ import dataclasses
 import gc
 import hashlib
 import json
-import os
 import platform
 import re
 import sys
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING
 from aqa.cli import add_decoding_args, add_model_args, decoding_from_args, result_to_dict
 from aqa.defaults import PRECISIONS
 from aqa.errors import AQAError, InputError
-from aqa.jsonl import ResumableJsonl, read_jsonl
+from aqa.jsonl import ResumableJsonl, read_jsonl, write_atomic
 from aqa.mmau_report import RunSummary, bar_chart, report_markdown, sweep_markdown, version_title
 from aqa.mmau_score import Score, format_score, missing_from, score_records, score_to_dict
 from aqa.parsing import extract_answer
@@ -126,11 +125,7 @@ def companion_paths(output: Path) -> tuple[Path, Path]:
 
 
 def write_json(path: Path, data) -> None:
-    """Atomically: a kill while writing never leaves a half-written file in place of a good one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    write_atomic(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
 
 
 def read_manifest(output: Path) -> dict | None:

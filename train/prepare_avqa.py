@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from aqa.audio import SAMPLE_RATE, check_complete
 from aqa.errors import AQAError, InputError
+from aqa.jsonl import write_jsonl
 
 DATASET_NAME = "AVQA"
 # Audio first: when a folder holds both `x.wav` and `x.mp4`, decoding the audio file is cheaper and loses nothing.
@@ -146,14 +147,6 @@ def output_rows(rows: Iterable[dict], ready: dict[str, Path], out: Path) -> list
     ]
 
 
-def write_jsonl(rows: Sequence[dict], path: Path) -> None:
-    partial = path.with_name(path.name + ".tmp")
-    with partial.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(partial, path)
-
-
 def write_missing(outcomes: Sequence[Outcome], path: Path) -> None:
     """The clips left out, one `video_name<TAB>reason` per line; no file (and no stale one) when nothing is missing."""
     lost = [outcome for outcome in outcomes if outcome.status in ("missing", "failed")]
@@ -179,7 +172,7 @@ def prepare(qa: Path, media: Path, out: Path, audio_dir: Path | None = None, wor
     outcomes = extract_all(make_clips(rows, index_media(media), audio_dir), workers)
     ready = {o.clip.name: o.clip.target for o in outcomes if o.status in ("extracted", "existing")}
     written = output_rows(rows, ready, out)
-    write_jsonl(written, out)
+    write_jsonl(out, written)
     write_missing(sorted(outcomes, key=lambda o: o.clip.name), missing_list_path(out))
     counts = Counter(outcome.status for outcome in outcomes)
     counts.update(questions=len(rows), clips=len(outcomes), rows=len(written))
