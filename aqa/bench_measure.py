@@ -38,7 +38,7 @@ from aqa.decoding import (
     score_options,
 )
 from aqa.errors import AQAError, ModelError
-from aqa.model import KEEP_UNQUANTIZED, AQAModel, default_device, default_precision, load_model
+from aqa.model import DTYPES, KEEP_UNQUANTIZED, AQAModel, default_device, default_precision, load_model
 from aqa.prompt import build_messages
 
 CLIP_RATE = 44100  # the synthetic clips' sample rate: CD audio, so every clip is really resampled to 16 kHz
@@ -112,18 +112,11 @@ def build_random_model(size: str, precision: str, device: torch.device) -> AQAMo
     The full size is built directly on the GPU in bf16 (16 GiB), never as 34 GB of fp32 on the CPU. For 4-bit the
     bf16 language-model layers are then replaced by NF4 ones, as loading a checkpoint with `--precision 4bit` does.
     """
-    from transformers import Qwen2AudioForConditionalGeneration
-
-    from aqa.tiny import build_config, build_generation_config, build_processor
+    from aqa.tiny import build_random_model as build_random
 
     if precision == "8bit":
         raise ModelError("--random-weights supports bf16, fp16, fp32 and 4bit")
-    dtype = {"fp32": torch.float32, "fp16": torch.float16}.get(precision, torch.bfloat16)
-    processor = build_processor()
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = Qwen2AudioForConditionalGeneration._from_config(build_config(processor.tokenizer, size), dtype=dtype)
-    model.generation_config = build_generation_config(processor.tokenizer)
+    model, processor = build_random(size, DTYPES.get(precision, torch.bfloat16), device)
     if precision == "4bit":
         quantize_4bit(model, device)
     model.eval()

@@ -21,6 +21,8 @@ from aqa.errors import ModelError, first_line
 # Full-name prefixes (bitsandbytes matches from the start of the module name, FACTS.md): the audio encoder,
 # the projector and the output head stay in bf16; only the language model is quantized.
 KEEP_UNQUANTIZED = ["model.audio_tower", "model.multi_modal_projector", "lm_head"]
+# The torch dtype of each unquantized precision (4/8-bit keep their unquantized parts in bf16).
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # Bytes per parameter of the quantizable layers (NF4 with double quantization costs ~0.516 bytes), for the memory
 # check before loading; embeddings, encoder, projector and head stay at 2 bytes in 4/8-bit.
 BYTES_PER_PARAM = {"bf16": 2.0, "fp16": 2.0, "fp32": 4.0, "4bit": 0.516, "8bit": 1.0}
@@ -111,7 +113,7 @@ def load_kwargs(precision: str) -> dict:
     if precision == "8bit":
         quantization = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=KEEP_UNQUANTIZED)
         return {"quantization_config": quantization, "dtype": torch.bfloat16}
-    return {"dtype": {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]}
+    return {"dtype": DTYPES[precision]}
 
 
 def count_parameters(config) -> tuple[int, int]:

@@ -115,13 +115,26 @@ def build_generation_config(tokenizer: Qwen2Tokenizer) -> GenerationConfig:
     )
 
 
+def build_random_model(
+    size: str = "tiny", dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", seed: int = 0
+) -> tuple[Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor]:
+    """A random-weight Qwen2-Audio of the given size ("tiny" or "full") and its processor.
+
+    The weights are allocated directly on `device` in `dtype`: the full size in bf16 on a GPU is 16 GiB, never
+    34 GB of fp32 on the CPU first.
+    """
+    processor = build_processor()
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = Qwen2AudioForConditionalGeneration._from_config(build_config(processor.tokenizer, size), dtype=dtype)
+    model.generation_config = build_generation_config(processor.tokenizer)
+    return model, processor
+
+
 def build_tiny_checkpoint(directory: str | Path, seed: int = 0) -> Path:
     """Write a tiny random Qwen2-Audio checkpoint (model, processor, chat template) to `directory`."""
     directory = Path(directory)
-    processor = build_processor()
-    torch.manual_seed(seed)
-    model = Qwen2AudioForConditionalGeneration(build_config(processor.tokenizer, "tiny"))
-    model.generation_config = build_generation_config(processor.tokenizer)
+    model, processor = build_random_model("tiny", seed=seed)
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
