@@ -23,7 +23,7 @@ from aqa.prompt import build_messages, check_question
 ANSWER_TOKENS = 256  # default generation budget in answer mode (R1-AQA's evaluation setting)
 THINK_TOKENS = 1024  # thinking mode writes its reasoning first
 AUDIO_TOKENS_PER_SECOND = 25  # one <|AUDIO|> expands to ~25 tokens per second of audio (FACTS.md)
-SCORING_CACHE_BYTES = 2 * 2**30  # copies of the prompt's KV cache made at once while scoring options
+SCORING_LOGITS_BYTES = 2**29  # float32 logits of the options' tokens held at once while scoring
 # Generation settings that make greedy decoding more than an argmax per step, each with the value that means "off":
 # reading greedy answers off the scoring pass is exact only when none of them is active.
 ARGMAX_CHANGERS = {
@@ -415,9 +415,7 @@ def score_options(
         (item, [token for token, keep in zip(ids, mask) if keep])
         for item, ids, mask in zip(items, encoded["input_ids"], encoded["attention_mask"])
     ]
-    scored = []
-    for chunk in chunked(rows, rows_per_chunk(model, cache)):
-        scored += continuation_logprobs(model, inputs, cache, chunk)
+    scored = continuation_logprobs(model, inputs, cache, rows)
     greedy = [None] * len(options)
     for (item, tokens), (_, is_greedy) in zip(rows, scored):
         if is_greedy:
@@ -425,30 +423,89 @@ def score_options(
     return OptionScores(normalise(options, [logprob for logprob, _ in scored]), greedy)
 
 
-def rows_per_chunk(model: AQAModel, cache: DynamicCache) -> int:
-    layer = cache.layers[0]
-    bytes_per_row = 2 * len(cache.layers) * layer.keys[0].numel() * layer.keys.element_size()
-    return max(1, SCORING_CACHE_BYTES // max(bytes_per_row, 1))
+@dataclass(frozen=True)
+class OptionLayout:
+    """Every option of a batch side by side after its question's prompt, one sequence per question.
+
+    Each sequence is the prompt's last token, then each option's tokens in turn (padded at the end). Position 0
+    is shared: its logits predict every option's first token. `reads[r]` lists the sequence positions whose
+    logits predict row r's tokens, then the one after its last token (for the end-token check)."""
+
+    ids: torch.Tensor  # (questions, length): token ids
+    segments: torch.Tensor  # (questions, length): 0 for the shared token, 1 + row for an option's tokens, -1 pad
+    offsets: torch.Tensor  # (questions, length): position after the prompt's last token (0 for it and the pads)
+    reads: torch.Tensor  # (rows, width + 1)
+    targets: torch.Tensor  # (rows, width): row tokens, padded
+    target_mask: torch.Tensor  # (rows, width)
+
+    @staticmethod
+    def build(rows: Sequence[tuple[int, list[int]]], last: torch.Tensor, pad: int) -> OptionLayout:
+        sequences = [[(int(token), 0, 0)] for token in last]  # (token, segment, offset)
+        reads, width = [], max(len(tokens) for _, tokens in rows)
+        for row, (item, tokens) in enumerate(rows):
+            start = len(sequences[item])
+            sequences[item] += [(token, row + 1, offset + 1) for offset, token in enumerate(tokens)]
+            read = [0] + list(range(start, start + len(tokens)))
+            reads.append(read + [0] * (width + 1 - len(read)))
+        length = max(len(sequence) for sequence in sequences)
+        padded = torch.tensor([sequence + [(pad, -1, 0)] * (length - len(sequence)) for sequence in sequences])
+        targets = [tokens + [pad] * (width - len(tokens)) for _, tokens in rows]
+        target_mask = [[1] * len(tokens) + [0] * (width - len(tokens)) for _, tokens in rows]
+        device = last.device
+        ids, segments, offsets = (padded[..., field].to(device) for field in range(3))
+        tensors = (torch.tensor(reads), torch.tensor(targets), torch.tensor(target_mask))
+        return OptionLayout(ids, segments, offsets, *(tensor.to(device) for tensor in tensors))
+
+    def attention_mask(self, prompt_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Additive (questions, 1, length, prompt + length) mask: every token sees its question's prompt and the
+        shared token; an option's token also sees its own earlier tokens, never another option's."""
+        seen = torch.arange(self.ids.shape[1], device=self.ids.device)
+        same = (self.segments[:, :, None] == self.segments[:, None, :]) & (self.segments[:, None, :] > 0)
+        own = (seen[None, :, None] >= seen[None, None, :]) & same
+        shared = (seen == 0)[None, None, :].expand_as(own)
+        prompt = prompt_mask.bool()[:, None, :].expand(-1, self.ids.shape[1], -1)
+        allowed = torch.cat([prompt, own | shared], dim=-1)[:, None]
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+            ~allowed, torch.finfo(dtype).min
+        )
 
 
 def continuation_logprobs(
     model: AQAModel, inputs, cache: DynamicCache, rows: Sequence[tuple[int, list[int]]]
 ) -> list[tuple[float, bool]]:
-    """Per row, in one forward pass for all rows: the summed log-probability of its tokens after its prompt, and
-    whether greedy decoding would write exactly those tokens and then an end token (the argmax at every step)."""
-    device = model.device
-    index = torch.tensor([item for item, _ in rows], device=device)
-    last = inputs["input_ids"][index, -1:]
-    width = max(len(tokens) for _, tokens in rows)
-    pad = model.tokenizer.pad_token_id
-    targets = torch.tensor([tokens + [pad] * (width - len(tokens)) for _, tokens in rows], device=device)
-    target_mask = torch.tensor([[1] * len(tokens) + [0] * (width - len(tokens)) for _, tokens in rows], device=device)
-    tokens = torch.cat([last, targets], dim=1)
-    mask = torch.cat([inputs["attention_mask"][index], target_mask], dim=1)
-    positions = positions_of(inputs["attention_mask"])[index, -1:] + torch.arange(width + 1, device=device)
-    logits = model.model(
-        input_ids=tokens, attention_mask=mask, position_ids=positions, cache=select_rows(cache, index)
-    ).logits
+    """Per row, all rows in one forward pass: the summed log-probability of its tokens after its prompt, and
+    whether greedy decoding would write exactly those tokens and then an end token (the argmax at every step).
+
+    A question's options share its prompt's cache as they share the sequence after it (OptionLayout): the cache is
+    neither copied per option nor re-run, and is cut back to the prompt afterwards."""
+    length = cache.get_seq_length()
+    layout = OptionLayout.build(rows, inputs["input_ids"][:, length], model.tokenizer.pad_token_id)
+    embeddings = model.model.get_input_embeddings().weight
+    hidden = model.model.model(
+        input_ids=layout.ids,
+        attention_mask=layout.attention_mask(inputs["attention_mask"][:, :length], embeddings.dtype),
+        position_ids=positions_of(inputs["attention_mask"])[:, length : length + 1] + layout.offsets,
+        cache=cache,
+        use_cache=True,
+    ).last_hidden_state
+    drop_after(cache, length)
+    items = torch.tensor([item for item, _ in rows], device=hidden.device)
+    vocabulary = model.model.get_output_embeddings().weight.shape[0]
+    per_chunk = max(1, SCORING_LOGITS_BYTES // (4 * vocabulary * layout.reads.shape[1]))
+    scored = []
+    for chunk in chunked(range(len(rows)), per_chunk):
+        picked = slice(chunk.start, chunk.stop)
+        states = hidden[items[picked, None], layout.reads[picked]]
+        scored += read_scores(model, states, layout.targets[picked], layout.target_mask[picked])
+    return scored
+
+
+def read_scores(
+    model: AQAModel, states: torch.Tensor, targets: torch.Tensor, target_mask: torch.Tensor
+) -> list[tuple[float, bool]]:
+    """Per row: the summed log-probability of its target tokens, and whether each is the argmax and an end token
+    follows. `states` holds the hidden states whose logits predict each target, then the one after the last."""
+    logits = model.model.get_output_embeddings()(states)
     logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, targets[..., None]).squeeze(-1)
     chosen = logits.argmax(-1)  # what greedy decoding picks after each position
     follows = ((chosen[:, :-1] == targets) | (target_mask == 0)).all(-1)

@@ -119,7 +119,7 @@ def test_scoring_in_small_chunks_gives_the_same_numbers(tiny_model, clips, monke
     questions = batch_questions(clips)[:3]
     decoding_options = DecodingOptions(generate=False)
     whole = dict(aqa.answer_many(tiny_model, questions, decoding_options, batch_size=3))
-    monkeypatch.setattr(decoding, "SCORING_CACHE_BYTES", 1)  # one row per forward pass
+    monkeypatch.setattr(decoding, "SCORING_LOGITS_BYTES", 1)  # one row per chunk of logits
     chunked = dict(aqa.answer_many(tiny_model, questions, decoding_options, batch_size=3))
     for index in whole:
         for option, p in whole[index].probabilities.items():
