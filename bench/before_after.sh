@@ -1,30 +1,32 @@
 #!/usr/bin/env bash
 # Before/after on one machine: the working tree's `aqa bench` measuring code run alternately on the package as it
-# was at commit BEFORE and as it is now, ROUNDS times each (default 4) in ABBA order; the JSON reports land in OUT and the medians
-# with their ratios are printed as a Markdown table (bench/compare.py).
+# was at commit BEFORE and as it is now, ROUNDS times each (default 4) in ABBA order; the JSON reports land in OUT
+# and the medians with their ratios are printed as a Markdown table (bench/compare.py).
 #
 #   bench/before_after.sh BEFORE OUT [aqa bench arguments...]
 #   bench/before_after.sh 15bc53d^ /tmp/ab --model /tmp/answering-tiny --threads 1
 #
+# BEFORE is a commit, or a folder holding the `aqa` package as it was (where there is no git: the GPU machine).
 # Give --model as an absolute path: the "before" side runs from a copy of the package in a temporary folder.
 set -euo pipefail
 before=$1 out=$2
 shift 2
-root=$(git rev-parse --show-toplevel)
+root=$(cd "$(dirname "$0")/.." && pwd)
 tree=$(mktemp -d)
 trap 'rm -rf "$tree"' EXIT
-git -C "$root" archive "$before" aqa | tar -x -C "$tree"
+if [ -d "$before/aqa" ]; then cp -r "$before/aqa" "$tree/"; else git -C "$root" archive "$before" aqa | tar -x -C "$tree"; fi
 cp "$root/aqa/bench.py" "$root/aqa/bench_measure.py" "$tree/aqa/"  # the same measuring code on both sides
 mkdir -p "$out"
+out=$(cd "$out" && pwd)  # each side runs in its own folder
 run() {  # run SIDE ROUND ARGS...: one bench on the package as it was (before) or is (after)
     local side=$1 round=$2
     shift 2
     echo "round $round: $side" >&2
     (cd "$([ "$side" = before ] && echo "$tree" || echo "$root")" \
-        && python -m aqa bench "$@" --json --output "$out/${side}_$round.json" >/dev/null)
+        && python3 -m aqa bench "$@" --json --output "$out/${side}_$round.json" >/dev/null)
 }
 for round in $(seq "${ROUNDS:-4}"); do  # ABBA order, so that a drift in the machine's load hits both sides alike
     if ((round % 2)); then run before "$round" "$@" && run after "$round" "$@"
     else run after "$round" "$@" && run before "$round" "$@"; fi
 done
-python "$root/bench/compare.py" "$out"
+python3 "$root/bench/compare.py" "$out"

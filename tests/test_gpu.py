@@ -1,17 +1,38 @@
 """GPU-only checks (skipped without CUDA): the default bf16 path and 4-bit NF4 on the GPU, on the tiny checkpoint.
 
-Speed and memory of the full-size model are measured by `bench/run_gpu.sh`, not here.
+Speed and memory of the full-size model are measured by `bench/run_gpu.sh`, which also runs these tests: their clips
+are written with soundfile, since the GPU machine has no sox, espeak-ng or FFmpeg.
 """
 
 import math
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 import aqa
 
 pytestmark = pytest.mark.gpu
 OPTIONS = ["Man", "Woman", "Child", "Robot"]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Clips at three sample rates (one of them stereo), each a tone over noise."""
+    folder = tmp_path_factory.mktemp("gpu-clips")
+    rng = np.random.default_rng(0)
+    path = {}
+    for name, rate, seconds, channels in [
+        ("speech_16k_mono.wav", 16000, 3.0, 1),
+        ("tone_8k.wav", 8000, 2.0, 1),
+        ("stereo_44k.wav", 44100, 3.0, 2),
+    ]:
+        tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(int(rate * seconds)) / rate)
+        samples = tone[:, None] + 0.05 * rng.standard_normal((tone.size, channels))
+        path[name] = folder / name
+        sf.write(path[name], samples.astype(np.float32), rate)
+    return path
 
 
 @pytest.mark.parametrize("precision", ["bf16", "4bit", "8bit"])
