@@ -33,9 +33,12 @@ class BenchOptions:
     baseline_runs: int = 8  # questions answered one at a time with the model card's recipe
     max_new_tokens: int | None = None  # None: the model's own stop (at most 256); 10 with random weights
     random_weights: str | None = None  # "tiny" or "full": build that architecture with random weights
+    embeddings_on_cpu: bool | None = None  # None: the precision's default (aqa.load_model)
 
 
 def add_commands(commands) -> None:
+    from aqa.cli import add_embeddings_arg
+
     parser = commands.add_parser("bench", help="measure latency, throughput and peak memory against the model card")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local directory")
     parser.add_argument("--precision", choices=PRECISIONS, help="default: bf16 on GPU, fp32 on CPU")
@@ -45,6 +48,7 @@ def add_commands(commands) -> None:
         choices=("tiny", "full"),
         help="ignore --model and build this architecture with random weights on the device (full = Qwen2-Audio-7B)",
     )
+    add_embeddings_arg(parser)
     parser.add_argument("--clips", type=int, default=32, help="questions answered at every batch size (default 32)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each synthetic clip (default 10)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32], help="default: 1 8 32")
@@ -71,6 +75,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         args.baseline_runs,
         tokens,
         args.random_weights,
+        args.embeddings_on_cpu,
     )
 
 

@@ -38,7 +38,16 @@ from aqa.decoding import (
     score_options,
 )
 from aqa.errors import AQAError, ModelError
-from aqa.model import DTYPES, KEEP_UNQUANTIZED, AQAModel, default_device, default_precision, load_model
+from aqa.model import (
+    DTYPES,
+    KEEP_UNQUANTIZED,
+    AQAModel,
+    HostEmbedding,
+    default_device,
+    default_precision,
+    load_model,
+    place_embeddings,
+)
 from aqa.prompt import build_messages
 
 CLIP_RATE = 44100  # the synthetic clips' sample rate: CD audio, so every clip is really resampled to 16 kHz
@@ -59,7 +68,7 @@ def measure(
         questions = [Question(path, QUESTION, OPTIONS) for path in write_clips(Path(folder), count, options.seconds)]
         reset_peak(device)
         start = time.perf_counter()
-        model = load_bench_model(model_name, precision, device, options.random_weights)
+        model = load_bench_model(model_name, precision, device, options)
         load_seconds, load_peak = time.perf_counter() - start, read_peak(device)
         say(f"loaded {model.name} ({model.precision}, {device}) in {load_seconds:.1f} s; warming up")
         decoding = DecodingOptions(max_new_tokens=options.max_new_tokens)
@@ -100,17 +109,21 @@ def write_clips(folder: Path, count: int, seconds: float) -> list[Path]:
 # --- the model: a checkpoint, or random weights built on the device -----------------------------------------------
 
 
-def load_bench_model(name: str, precision: str | None, device: torch.device, random_weights: str | None) -> AQAModel:
-    if not random_weights:
-        return load_model(name, precision=precision, device=device)
-    return build_random_model(random_weights, precision or default_precision(device), device)
+def load_bench_model(name: str, precision: str | None, device: torch.device, options: BenchOptions) -> AQAModel:
+    if not options.random_weights:
+        return load_model(name, precision, device, options.embeddings_on_cpu)
+    precision = precision or default_precision(device)
+    return build_random_model(options.random_weights, precision, device, options.embeddings_on_cpu)
 
 
-def build_random_model(size: str, precision: str, device: torch.device) -> AQAModel:
+def build_random_model(
+    size: str, precision: str, device: torch.device, embeddings_on_cpu: bool | None = None
+) -> AQAModel:
     """The tiny or full-size Qwen2-Audio architecture with random weights, allocated on `device` in its dtype.
 
     The full size is built directly on the GPU in bf16 (16 GiB), never as 34 GB of fp32 on the CPU. For 4-bit the
-    bf16 language-model layers are then replaced by NF4 ones, as loading a checkpoint with `--precision 4bit` does.
+    bf16 language-model layers are then replaced by NF4 ones and the input embedding moved to CPU memory, as
+    loading a checkpoint with `--precision 4bit` does.
     """
     from aqa.tiny import build_random_model as build_random
 
@@ -119,6 +132,7 @@ def build_random_model(size: str, precision: str, device: torch.device) -> AQAMo
     model, processor = build_random(size, DTYPES.get(precision, torch.bfloat16), device)
     if precision == "4bit":
         quantize_4bit(model, device)
+    place_embeddings(model, precision, device, embeddings_on_cpu)
     model.eval()
     return AQAModel(model=model, processor=processor, name=f"random-{size}", precision=precision, device=device)
 
@@ -156,6 +170,7 @@ def describe_model(model: AQAModel, load_seconds: float, options: BenchOptions) 
         "precision": model.precision,
         "device": str(model.device),
         "random_weights": options.random_weights,
+        "embeddings_on_cpu": isinstance(model.model.get_input_embeddings(), HostEmbedding),
         "parameters": count_weights(model.model),
         "load_seconds": round(load_seconds, 3),
         "clips": options.clips,

@@ -79,6 +79,15 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id or local directory (default {DEFAULT_MODEL})")
     parser.add_argument("--precision", choices=PRECISIONS, help="default: bf16 on GPU, fp32 on CPU")
     parser.add_argument("--device", help="cuda, cuda:1, cpu, ... (default: the GPU if there is one)")
+    add_embeddings_arg(parser)
+
+
+def add_embeddings_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--embeddings-on-cpu",
+        action=argparse.BooleanOptionalAction,
+        help="keep the input embedding table (1.2 GiB) in CPU memory on a GPU (default: only in 4bit and 8bit)",
+    )
 
 
 def add_decoding_args(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +102,7 @@ def model_from_args(args: argparse.Namespace) -> AQAModel:
     from aqa.model import load_model
 
     print(f"loading {args.model} ...", file=sys.stderr)
-    return load_model(args.model, precision=args.precision, device=args.device)
+    return load_model(args.model, args.precision, args.device, args.embeddings_on_cpu)
 
 
 def decoding_from_args(args: argparse.Namespace) -> DecodingOptions:

@@ -226,6 +226,24 @@ def test_4bit_on_cpu(tiny_model_dir, clips):
     assert result.answer in OPTIONS and math.isclose(sum(result.probabilities.values()), 1.0, abs_tol=1e-6)
 
 
+def test_embeddings_in_host_memory_answer_the_same(tiny_model_dir, tiny_model, clips):
+    """The 4/8-bit GPU default, HostEmbedding, here with the CPU as its target: every path (prefill, option
+    scoring, generation) goes through it and gives the same numbers."""
+    from aqa.model import HostEmbedding
+
+    hosted = aqa.load_model(str(tiny_model_dir), precision="fp32", device="cpu")
+    language_model = hosted.model.model.language_model
+    language_model.embed_tokens = HostEmbedding(language_model.embed_tokens, torch.device("cpu"))
+    assert hosted.model.get_input_embeddings() is language_model.embed_tokens
+    expected, result = (
+        aqa.answer(model, clips["speech.mp3"], QUESTION, OPTIONS, DecodingOptions(max_new_tokens=12))
+        for model in (tiny_model, hosted)
+    )
+    assert result.raw == expected.raw
+    for option, probability in expected.probabilities.items():
+        assert result.probabilities[option] == pytest.approx(probability, abs=1e-6)
+
+
 def test_not_enough_memory_is_a_clear_error(tiny_model_dir, monkeypatch):
     from aqa import model as model_module
 

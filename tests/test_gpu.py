@@ -60,3 +60,19 @@ def test_batched_equals_one_at_a_time_in_bf16(tiny_model_dir, clips):
             model, question.audio, question.question, question.options, aqa.DecodingOptions(max_new_tokens=16)
         )
         assert batched[index].answer == alone.answer
+
+
+@pytest.mark.parametrize("precision", ["4bit", "8bit"])
+def test_quantized_models_keep_the_embedding_table_in_cpu_memory(tiny_model_dir, clips, precision):
+    from aqa.model import HostEmbedding
+
+    hosted = aqa.load_model(str(tiny_model_dir), precision=precision)
+    plain = aqa.load_model(str(tiny_model_dir), precision=precision, embeddings_on_cpu=False)
+    embedding = hosted.model.get_input_embeddings()
+    assert isinstance(embedding, HostEmbedding) and embedding.weight.device.type == "cpu"
+    assert plain.model.get_input_embeddings().weight.is_cuda
+    options = aqa.DecodingOptions(max_new_tokens=12)
+    results = [aqa.answer(m, clips["stereo_44k.wav"], "Who is speaking?", OPTIONS, options) for m in (hosted, plain)]
+    assert results[0].raw == results[1].raw
+    for option in OPTIONS:
+        assert results[0].probabilities[option] == pytest.approx(results[1].probabilities[option], abs=1e-3)
