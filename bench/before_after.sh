@@ -6,24 +6,36 @@
 #   bench/before_after.sh BEFORE OUT [aqa bench arguments...]
 #   bench/before_after.sh 15bc53d^ /tmp/ab --model /tmp/answering-tiny --threads 1
 #
-# BEFORE is a commit, or a folder holding the `aqa` package as it was (where there is no git: the GPU machine).
+# BEFORE is a commit, a folder holding the `aqa` package as it was (where there is no git: the GPU machine), or "."
+# for the package as it is, to compare two settings: BEFORE_FLAGS and AFTER_FLAGS are added to each side's arguments.
+#   BEFORE_FLAGS=--no-embeddings-on-cpu bench/before_after.sh . /tmp/ab --random-weights full --precision 4bit
 # Give --model as an absolute path: the "before" side runs from a copy of the package in a temporary folder.
 set -euo pipefail
 before=$1 out=$2
 shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
-tree=$(mktemp -d)
-trap 'rm -rf "$tree"' EXIT
-if [ -d "$before/aqa" ]; then cp -r "$before/aqa" "$tree/"; else git -C "$root" archive "$before" aqa | tar -x -C "$tree"; fi
-cp "$root/aqa/bench.py" "$root/aqa/bench_measure.py" "$tree/aqa/"  # the same measuring code on both sides
+copy=$(mktemp -d)
+trap 'rm -rf "$copy"' EXIT
+tree=$copy
+if [ "$before" = . ]; then
+    tree=$root
+elif [ -d "$before/aqa" ]; then
+    cp -r "$before/aqa" "$tree/"
+else
+    git -C "$root" archive "$before" aqa | tar -x -C "$tree"
+fi
+[ "$tree" = "$root" ] || cp "$root/aqa/bench.py" "$root/aqa/bench_measure.py" "$tree/aqa/"  # the same measuring code
 mkdir -p "$out"
 out=$(cd "$out" && pwd)  # each side runs in its own folder
 run() {  # run SIDE ROUND ARGS...: one bench on the package as it was (before) or is (after)
     local side=$1 round=$2
     shift 2
     echo "round $round: $side" >&2
+    local flags=${AFTER_FLAGS:-}
+    [ "$side" = before ] && flags=${BEFORE_FLAGS:-}
+    # shellcheck disable=SC2086  # flags is a list of arguments
     (cd "$([ "$side" = before ] && echo "$tree" || echo "$root")" \
-        && python3 -m aqa bench "$@" --json --output "$out/${side}_$round.json" >/dev/null)
+        && python3 -m aqa bench "$@" $flags --json --output "$out/${side}_$round.json" >/dev/null)
 }
 for round in $(seq "${ROUNDS:-4}"); do  # ABBA order, so that a drift in the machine's load hits both sides alike
     if ((round % 2)); then run before "$round" "$@" && run after "$round" "$@"

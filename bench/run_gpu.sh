@@ -11,6 +11,8 @@
 #   mkdir -p .before && git archive COMMIT aqa | tar -x -C .before   # optional: the package before a change
 #   bash bench/run_gpu.sh                                # there: the device tool's run, carry [".whl", ".before"]
 #
+# PARTS="gpu_tests 4bit" runs only those parts; AB_BEFORE (default .before), AB_ARGS, ROUNDS, BEFORE_FLAGS and
+# AFTER_FLAGS set the before/after part (bench/before_after.sh).
 # NO_WHEELS=1 SIZE=tiny MMAU_CLIPS=64 bash bench/run_gpu.sh runs the same parts on the tiny architecture (on the CPU
 # here), to check the script itself before spending GPU time.
 #
@@ -19,6 +21,9 @@
 set -uo pipefail
 out=${OUT:-bench/results/gpu}
 budget=${BUDGET:-570} size=${SIZE:-full} mmau_clips=${MMAU_CLIPS:-1000}
+parts=${PARTS:-gpu_tests bf16 4bit mmau_bf16 grpo before_after}
+ab_before=${AB_BEFORE:-.before}
+ab_args=${AB_ARGS:---precision bf16 --clips 64 --batch-sizes 32 --latency-runs 3 --baseline-runs 0}
 mkdir -p "$out"
 log="$out/run.log"
 if [ -d .whl ] && [ -z "${NO_WHEELS:-}" ]; then  # NO_WHEELS=1: use the packages installed here
@@ -36,6 +41,7 @@ if [ "$(df --output=avail -B1G /dev/shm 2>/dev/null | tail -1)" -gt 24 ] 2>/dev/
 part() {  # part NAME SECONDS COMMAND...: run COMMAND under the smaller of SECONDS and what is left of the budget
     local name=$1 limit=$2
     shift 2
+    [[ " $parts " == *" $name "* ]] || return 0
     ((limit > budget - SECONDS)) && limit=$((budget - SECONDS))
     if ((limit < 30)); then
         echo "$name: skipped, ${limit}s left" | tee -a "$log"
@@ -58,9 +64,10 @@ bench 4bit 110 --precision 4bit --clips 32 --baseline-runs 4
 bench mmau_bf16 120 --precision bf16 --clips "$mmau_clips" --batch-sizes 32 --latency-runs 0 --baseline-runs 0
 # The one-GPU recipe as written (QLoRA, 8 generations of up to 256 tokens: random weights always write all 256).
 part grpo 170 python3 -m bench.grpo_step --random-weights "$size" --steps 2 --output "$out/grpo.json"
-if [ -d .before/aqa ]; then
-    part before_after 90 env ROUNDS=1 bash bench/before_after.sh .before "$out/ab" --random-weights "$size" \
-        --precision bf16 --clips 64 --batch-sizes 32 --latency-runs 3 --baseline-runs 0
+if [ "$ab_before" = . ] || [ -d "$ab_before/aqa" ]; then
+    # shellcheck disable=SC2086  # ab_args is a list of arguments
+    part before_after 160 env ROUNDS="${ROUNDS:-1}" bash bench/before_after.sh "$ab_before" "$out/ab" \
+        --random-weights "$size" $ab_args
 fi
 echo "TMPDIR ${TMPDIR:-/tmp}, ${SECONDS}s in all" | tee -a "$log"
 python3 -m bench.summary "$out" | tee -a "$log"
