@@ -33,10 +33,11 @@ def test_ask_json(aqa_cli, tiny_model_dir, clips):
     assert "Traceback" not in done.stderr
 
 
-def test_ask_matches_the_python_api(aqa_cli, tiny_model, tiny_model_dir, clips):
+@pytest.mark.parametrize("flags", [(), ("--embeddings-on-cpu",)], ids=["default", "embeddings-on-cpu"])
+def test_ask_matches_the_python_api(aqa_cli, tiny_model, tiny_model_dir, clips, flags):
     import aqa
 
-    done = ask(aqa_cli, tiny_model_dir, clips["speech_16k_mono.wav"], "--json")
+    done = ask(aqa_cli, tiny_model_dir, clips["speech_16k_mono.wav"], "--json", *flags)
     expected = aqa.answer(tiny_model, clips["speech_16k_mono.wav"], "Who is speaking?", OPTIONS)
     assert json.loads(done.stdout)["raw"] == expected.raw
 
