@@ -168,6 +168,7 @@ def test_two_processes_on_cpu(tiny_model_dir, avqa_file, tmp_path):
         (["--train_file", "no/such.jsonl"], "no/such.jsonl: no such training file"),
         (["--reward_funcs", "accuracy"], "unknown reward 'accuracy'"),
         (["--resume_from_checkpoint", "no/such/checkpoint-9"], "no such checkpoint directory"),
+        (["--num_generations", "3"], "bad training settings: generation_batch_size (4) must be divisible by"),
     ],
 )
 def test_user_errors_are_one_line(args, message, avqa_file, tiny_model_dir, tmp_path, capsys):

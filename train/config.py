@@ -18,6 +18,7 @@ from pathlib import Path
 
 from trl import GRPOConfig, ModelConfig, TrlParser
 
+from aqa.errors import InputError, first_line
 from train.data import DataOptions
 
 logger = logging.getLogger(__name__)
@@ -109,8 +110,14 @@ class AudioGRPOConfig(GRPOConfig, SaveArguments):
 
 
 def parse_config(dataclass_types: Sequence[type], args: Sequence[str] | None = None) -> tuple:
-    """Instances of `dataclass_types` from `--config recipe.yaml` and command-line overrides (CLI wins)."""
-    return TrlParser(list(dataclass_types)).parse_args_and_config(args=args)
+    """Instances of `dataclass_types` from `--config recipe.yaml` and command-line overrides (CLI wins).
+
+    The configs check their settings as they are built (bf16 on a machine without it, conflicting strategies ...)
+    and raise ValueError: that is the user's to fix, so it becomes a one-line InputError."""
+    try:
+        return TrlParser(list(dataclass_types)).parse_args_and_config(args=args)
+    except ValueError as error:
+        raise InputError(f"bad training settings: {first_line(error)}") from None
 
 
 def resolved_config(*configs) -> dict:
