@@ -440,7 +440,7 @@ class OptionLayout:
 
     @staticmethod
     def build(rows: Sequence[tuple[int, list[int]]], last: torch.Tensor, pad: int) -> OptionLayout:
-        sequences = [[(int(token), 0, 0)] for token in last]  # (token, segment, offset)
+        sequences = [[(token, 0, 0)] for token in last.tolist()]  # (token, segment, offset); one device read
         reads, width = [], max(len(tokens) for _, tokens in rows)
         for row, (item, tokens) in enumerate(rows):
             start = len(sequences[item])
@@ -480,10 +480,9 @@ def continuation_logprobs(
     neither copied per option nor re-run, and is cut back to the prompt afterwards."""
     length = cache.get_seq_length()
     layout = OptionLayout.build(rows, inputs["input_ids"][:, length], model.tokenizer.pad_token_id)
-    embeddings = model.model.get_input_embeddings().weight
     hidden = model.model.model(
         input_ids=layout.ids,
-        attention_mask=layout.attention_mask(inputs["attention_mask"][:, :length], embeddings.dtype),
+        attention_mask=layout.attention_mask(inputs["attention_mask"][:, :length], model.model.dtype),
         position_ids=positions_of(inputs["attention_mask"])[:, length : length + 1] + layout.offsets,
         cache=cache,
         use_cache=True,
