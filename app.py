@@ -37,8 +37,9 @@ import torch
 
 import aqa
 from aqa.audio import CHUNK_LENGTH, SAMPLE_RATE
-from aqa.cli import add_model_args, model_from_args, quiet_libraries, result_to_dict
+from aqa.cli.args import add_model_args, model_spec, quiet_libraries
 from aqa.errors import AQAError, AudioError, InputError, first_line
+from aqa.loading import load
 from aqa.prompt import check_question
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -157,7 +158,7 @@ def options_from_table(rows: Sequence[Sequence] | None) -> list[str]:
 def format_timings(timings: aqa.Timings) -> str:
     return (
         f"{timings.total:.2f} s (audio {timings.audio:.2f}, features {timings.features:.2f}, "
-        f"generation {timings.generate:.2f}, scoring {timings.scoring:.2f})"
+        f"generation {timings.generation:.2f}, scoring {timings.scoring:.2f})"
     )
 
 
@@ -198,7 +199,7 @@ def build_demo(model: aqa.AQAModel, settings: AppSettings = AppSettings()) -> gr
 
     def answer_api(audio, question, options) -> dict:
         """Answer a question about a clip: (audio file, question, list of options) -> answer, raw, probabilities..."""
-        return result_to_dict(ask(run, settings, audio, question, options if options is not None else [], False))
+        return ask(run, settings, audio, question, options if options is not None else [], False).to_dict()
 
     with gr.Blocks(title="R1-AQA: audio question answering") as demo:
         gr.Markdown(
@@ -336,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries(debug=False)
     try:
-        model = model_from_args(args)  # once, at start-up: requests never load anything
+        model = load(model_spec(args))  # once, at start-up: requests never load anything
     except AQAError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

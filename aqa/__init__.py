@@ -16,12 +16,13 @@ _EXPORTS = {
     "parse_answer": "aqa.parsing",
     "SAMPLE_RATE": "aqa.audio",
     "load_audio": "aqa.audio",
-    "DecodingOptions": "aqa.decoding",
-    "Question": "aqa.decoding",
-    "Result": "aqa.decoding",
-    "Timings": "aqa.decoding",
-    "answer": "aqa.decoding",
-    "answer_many": "aqa.decoding",
+    "DecodingOptions": "aqa.options",
+    "ModelSpec": "aqa.options",
+    "Question": "aqa.options",
+    "Result": "aqa.options",
+    "Timings": "aqa.options",
+    "answer": "aqa.answering",
+    "answer_many": "aqa.answering",
     "DEFAULT_MODEL": "aqa.defaults",
     "AQAError": "aqa.errors",
     "AudioError": "aqa.errors",
@@ -40,6 +41,7 @@ __all__ = [
     "DecodingOptions",
     "InputError",
     "ModelError",
+    "ModelSpec",
     "Question",
     "Result",
     "SAMPLE_RATE",
@@ -55,11 +57,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from aqa.answering import answer, answer_many
     from aqa.audio import SAMPLE_RATE, load_audio
-    from aqa.decoding import DecodingOptions, Question, Result, Timings, answer, answer_many
     from aqa.defaults import DEFAULT_MODEL
     from aqa.errors import AQAError, AudioError, InputError, ModelError
     from aqa.model import AQAModel, load_model
+    from aqa.options import DecodingOptions, ModelSpec, Question, Result, Timings
     from aqa.parsing import extract_answer, parse_answer
     from aqa.prompt import build_messages, build_prompt
 

@@ -1,5 +1,5 @@
 import sys
 
-from aqa.cli import main
+from aqa.cli.main import main
 
 sys.exit(main())

@@ -7,20 +7,45 @@ Every figure comes from synthetic clips (noise and tones written at 44.1 kHz, so
 on the loaded model; nothing is estimated. `--random-weights full` builds the full-size architecture with random
 weights directly on the device, so speed and memory are those of R1-AQA without downloading it. Random weights
 never emit the end token, so they decode exactly `--max-new-tokens` tokens (10 by default: R1-AQA's answers,
-`<answer>Man</answer>` and the end token, take about that many). The measurements live in `aqa.bench_measure`,
-imported only when the command runs, so the CLI starts without torch.
+`<answer>Man</answer>` and the end token, take about that many).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-from dataclasses import dataclass
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from aqa.defaults import DEFAULT_MODEL, PRECISIONS
-from aqa.errors import InputError
+import numpy as np
+import soundfile as sf
+import torch
+from torch import nn
 
+from aqa.answering import answer_many
+from aqa.audio import CHUNK_LENGTH, SAMPLE_RATE, load_audio
+from aqa.errors import AQAError
+from aqa.generation import generate_text
+from aqa.inputs import Prepared, build_inputs, prepare
+from aqa.loading import load
+from aqa.model import AQAModel, HostEmbedding, default_device
+from aqa.options import ANSWER_TOKENS, DecodingOptions, ModelSpec, Question
+from aqa.parsing import extract_answer
+from aqa.prefill import crop, prefill
+from aqa.prompt import build_messages
+from aqa.scoring import continuation_logprobs, score_options
+from aqa.timing import Clock
+
+CLIP_RATE = 44100  # the synthetic clips' sample rate: CD audio, so every clip is really resampled to 16 kHz
+QUESTION = "What is the source of the sound?"
+OPTIONS = ("Dog barking", "Car engine", "Rain", "Human speech")
+GIB = 2**30
 RANDOM_ANSWER_TOKENS = 10  # tokens decoded per question with random weights, which never stop by themselves
 
 
@@ -32,63 +57,372 @@ class BenchOptions:
     latency_runs: int = 5  # questions timed one at a time, stage by stage (median reported)
     baseline_runs: int = 8  # questions answered one at a time with the model card's recipe
     max_new_tokens: int | None = None  # None: the model's own stop (at most 256); 10 with random weights
-    random_weights: str | None = None  # "tiny" or "full": build that architecture with random weights
-    embeddings_on_cpu: bool | None = None  # None: the precision's default (aqa.load_model)
 
 
-def add_commands(commands) -> None:
-    from aqa.cli import add_embeddings_arg
-
-    parser = commands.add_parser("bench", help="measure latency, throughput and peak memory against the model card")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local directory")
-    parser.add_argument("--precision", choices=PRECISIONS, help="default: bf16 on GPU, fp32 on CPU")
-    parser.add_argument("--device", help="cuda, cpu, ... (default: the GPU if there is one)")
-    parser.add_argument(
-        "--random-weights",
-        choices=("tiny", "full"),
-        help="ignore --model and build this architecture with random weights on the device (full = Qwen2-Audio-7B)",
-    )
-    add_embeddings_arg(parser)
-    parser.add_argument("--clips", type=int, default=32, help="questions answered at every batch size (default 32)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each synthetic clip (default 10)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32], help="default: 1 8 32")
-    parser.add_argument("--latency-runs", type=int, default=5, help="questions timed stage by stage (default 5)")
-    parser.add_argument("--baseline-runs", type=int, default=8, help="questions run through the model card's recipe")
-    parser.add_argument("--max-new-tokens", type=int, help="default: the model's own stop; 10 with --random-weights")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a Markdown table")
-    parser.add_argument("--output", help="also write the JSON report to this file")
-    parser.set_defaults(run=run_bench)
-
-
-def options_from_args(args: argparse.Namespace) -> BenchOptions:
-    positive = {"--clips": args.clips, "--batch-sizes": min(args.batch_sizes), "--seconds": args.seconds}
-    counts = {"--latency-runs": args.latency_runs, "--baseline-runs": args.baseline_runs}  # 0 skips that part
-    if min(positive.values()) <= 0 or min(counts.values()) < 0:
-        raise InputError(f"{', '.join(positive)} must be positive and {', '.join(counts)} not negative")
-    tokens = args.max_new_tokens or (RANDOM_ANSWER_TOKENS if args.random_weights else None)
-    return BenchOptions(
-        args.clips,
-        args.seconds,
-        tuple(args.batch_sizes),
-        args.latency_runs,
-        args.baseline_runs,
-        tokens,
-        args.random_weights,
-        args.embeddings_on_cpu,
-    )
+def measure(spec: ModelSpec, options: BenchOptions, threads: int | None = None) -> dict:
+    """Every figure of the report, in one process: load, warm up, then each measurement in turn."""
+    if threads:
+        torch.set_num_threads(threads)
+    device = torch.device(spec.device) if spec.device else default_device()
+    with tempfile.TemporaryDirectory(prefix="aqa-bench-") as folder:
+        count = max(options.clips, options.latency_runs, options.baseline_runs)
+        questions = [Question(path, QUESTION, OPTIONS) for path in write_clips(Path(folder), count, options.seconds)]
+        reset_peak(device)
+        start = time.perf_counter()
+        model = load(spec)
+        load_seconds, load_peak = time.perf_counter() - start, read_peak(device)
+        say(f"loaded {model.name} ({model.precision}, {device}) in {load_seconds:.1f} s; warming up")
+        decoding = DecodingOptions(max_new_tokens=options.max_new_tokens)
+        largest = max(options.batch_sizes)
+        list(answer_many(model, questions[:largest], decoding, largest))
+        memory = PeakMemory(device)
+        report = {"machine": describe_machine(device), "model": describe_model(model, load_seconds, spec, options)}
+        report |= measure_one_at_a_time(model, questions, decoding, options, memory)
+        report |= measure_throughput(model, questions[: options.clips], decoding, options.batch_sizes, memory)
+        report["speedup_vs_baseline"] = speedups(report)
+        report["speedup_vs_alternatives"] = alternatives(report)
+        report["peak_memory_gib"] = {"kind": peak_kind(device), "load": load_peak, **memory.peaks}
+        report["audio_and_features_30s_ms"] = measure_features(model, Path(folder))
+    return report
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    from aqa.bench_measure import measure
+def say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
 
-    options = options_from_args(args)
-    report = measure(args.model, args.precision, args.device, options, threads=args.threads)
-    text = json.dumps(report, indent=2)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-    print(text if args.json else format_report(report))
-    return 0
+
+# --- synthetic clips ----------------------------------------------------------------------------------------------
+
+
+def write_clips(folder: Path, count: int, seconds: float) -> list[Path]:
+    """`count` different clips: a tone (a different pitch each) over noise, written as 44.1 kHz 16-bit WAV."""
+    rng = np.random.default_rng(0)
+    time_axis = np.arange(int(seconds * CLIP_RATE)) / CLIP_RATE
+    paths = []
+    for index in range(count):
+        tone = 0.3 * np.sin(2 * np.pi * (110 + 37 * index) * time_axis)
+        samples = (tone + 0.05 * rng.standard_normal(time_axis.size)).astype(np.float32)
+        path = folder / f"clip_{index:04d}.wav"
+        sf.write(path, samples, CLIP_RATE, subtype="PCM_16")
+        paths.append(path)
+    return paths
+
+
+def describe_model(model: AQAModel, load_seconds: float, spec: ModelSpec, options: BenchOptions) -> dict:
+    return {
+        "name": model.name,
+        "precision": model.precision,
+        "device": str(model.device),
+        "random_weights": spec.random_weights,
+        "embeddings_on_cpu": isinstance(model.hf.get_input_embeddings(), HostEmbedding),
+        "parameters": count_weights(model.hf),
+        "load_seconds": round(load_seconds, 3),
+        "clips": options.clips,
+        "clip_seconds": options.seconds,
+        "clip_sample_rate": CLIP_RATE,
+        "options_per_question": len(OPTIONS),
+        "max_new_tokens": options.max_new_tokens,
+    }
+
+
+def count_weights(model: nn.Module) -> int:
+    """Parameters as the architecture has them: a 4-bit tensor packs two in a byte, so count its original shape."""
+    total = 0
+    for parameter in model.parameters():
+        state = getattr(parameter, "quant_state", None)
+        total += state.shape.numel() if state is not None else parameter.numel()
+    return total
+
+
+def describe_machine(device: torch.device) -> dict:
+    import transformers
+
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+# --- memory -------------------------------------------------------------------------------------------------------
+
+
+def peak_kind(device: torch.device) -> str:
+    return "cuda_max_allocated" if device.type == "cuda" else "cpu_rss_high_water"
+
+
+def reset_peak(device: torch.device) -> None:
+    """Restart the high-water mark: CUDA's allocator statistics, or the kernel's peak RSS (Linux clear_refs)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux: the peak then covers the whole process so far, which the report's kind names
+        pass
+
+
+def read_peak(device: torch.device) -> float:
+    """GiB at the high-water mark since the last reset_peak."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / GIB, 3)
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) * 1024 / GIB, 3)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB, 3)
+
+
+# --- latency ------------------------------------------------------------------------------------------------------
+
+
+def measure_one_at_a_time(
+    model: AQAModel, questions: Sequence[Question], decoding: DecodingOptions, options: BenchOptions, memory
+) -> dict:
+    """One question at a time, every measurement of a question before the next question, so that a change in the
+    machine's load (other work on a shared machine) hits all of them alike: the stages, whole answers in each mode,
+    unshared scoring and the baseline recipe. Medians over the questions."""
+    runs = max(options.latency_runs, options.baseline_runs)
+    say(f"one question at a time: {options.latency_runs} stage by stage, {options.baseline_runs} baseline")
+    samples: dict[str, list[float]] = {}
+    for index, question in enumerate(questions[:runs]):
+        if index < options.latency_runs:
+            for name, seconds in time_question(model, question, decoding, memory).items():
+                samples.setdefault(name, []).append(seconds)
+        if index < options.baseline_runs:
+            with memory.track("baseline"):
+                seconds, tokens = baseline_answer(model, question.audio, options.max_new_tokens or ANSWER_TOKENS)
+            samples.setdefault("baseline", []).append(seconds)
+            samples.setdefault("baseline_tokens", []).append(tokens)
+    return one_at_a_time_report(samples)
+
+
+def time_question(
+    model: AQAModel, question: Question, decoding: DecodingOptions, memory: PeakMemory
+) -> dict[str, float]:
+    """Seconds of each stage, of a whole answer in each mode, and of scoring without the shared prefill."""
+    times = {f"stage.{name}": seconds for name, seconds in time_stages(model, question, decoding).items()}
+    modes = {
+        "answer_mode": decoding,
+        "generate_only": replace(decoding, score=False),
+        "score_only": replace(decoding, generate=False),
+    }
+    for name, mode in modes.items():
+        with memory.track(f"one_question_{name}"):
+            times[f"answer.{name}"] = time_answer(model, question, mode)
+    times["unshared_scoring"] = time_unshared_scoring(model, question)
+    return times
+
+
+def one_at_a_time_report(samples: dict[str, list[float]]) -> dict:
+    def section(prefix: str) -> dict[str, float]:
+        return {
+            key.removeprefix(prefix): median_ms(values) for key, values in samples.items() if key.startswith(prefix)
+        }
+
+    report = {}
+    if "stage.prefill" in samples:
+        latency = section("stage.")
+        report["latency_ms"] = latency | {"total": round(sum(latency.values()), 3)}
+        report["answer_latency_ms"] = section("answer.")
+        shared = latency["prefill"] + latency["option_scoring"]
+        report["option_scoring_ms"] = {"shared_prefill": shared, "unshared": median_ms(samples["unshared_scoring"])}
+    if "baseline" in samples:
+        report["baseline"] = {
+            "recipe": "model card: processor(text=..., audio=..., sampling_rate=16000) + "
+            "model.generate(**inputs, max_new_tokens=N, do_sample=False), one question at a time",
+            "latency_ms": median_ms(samples["baseline"]),
+            "questions_per_s": round(len(samples["baseline"]) / sum(samples["baseline"]), 3),
+            "decode_tokens_per_question": statistics.mean(samples["baseline_tokens"]),
+        }
+    return report
+
+
+@torch.inference_mode()
+def time_stages(model: AQAModel, question: Question, decoding: DecodingOptions) -> dict[str, float]:
+    """The stages of `aqa.answer` for one question, each timed on its own (seconds)."""
+    clock = Clock(model.device)
+    prepared = prepare(question)
+    if isinstance(prepared, AQAError):
+        raise prepared
+    audio = clock.lap()
+    inputs = build_inputs(model, [prepared], decoding.think)
+    features = clock.lap()
+    cache = prefill(model, inputs)
+    prefill_seconds = clock.lap()
+    generate_text(model, inputs, cache, decoding)
+    decode = clock.lap()
+    crop(cache, inputs["input_ids"].shape[1] - 1)
+    score_options(model, inputs, cache, [question.options], [""], decoding.think)
+    scoring = clock.lap()
+    return {
+        "audio_load_resample": audio,
+        "feature_extraction": features,
+        "prefill": prefill_seconds,
+        "decode": decode,
+        "option_scoring": scoring,
+    }
+
+
+@torch.inference_mode()
+def time_unshared_scoring(model: AQAModel, question: Question) -> float:
+    """Scoring without the shared prefill: every option re-runs the audio encoder and the whole prompt."""
+    prepared = prepare(question)
+    clock = Clock(model.device)
+    for option in question.options:
+        inputs = build_inputs(model, [prepared], think=False)
+        cache = prefill(model, inputs)
+        continuation_logprobs(model, inputs, cache, [(0, option_tokens(model, option))])
+    return clock.lap()
+
+
+def option_tokens(model: AQAModel, option: str) -> list[int]:
+    return model.tokenizer(f"<answer>{option}</answer>", add_special_tokens=False)["input_ids"]
+
+
+def time_answer(model: AQAModel, question: Question, decoding: DecodingOptions) -> float:
+    """Wall time of a whole answer through `aqa.answer_many`: audio file in, Result out."""
+    clock = Clock(model.device)
+    [(_, result)] = list(answer_many(model, [question], decoding, batch_size=1))
+    if isinstance(result, AQAError):
+        raise result
+    return clock.lap()
+
+
+def median_ms(seconds: Sequence[float]) -> float:
+    return round(statistics.median(seconds) * 1000, 3)
+
+
+class PeakMemory:
+    """The highest reading per label; each tracked block restarts the high-water mark first."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peaks: dict[str, float] = {}
+
+    @contextmanager
+    def track(self, label: str) -> Iterator[None]:
+        reset_peak(self.device)
+        yield
+        self.peaks[label] = max(self.peaks.get(label, 0.0), read_peak(self.device))
+
+
+# --- throughput ---------------------------------------------------------------------------------------------------
+
+
+def measure_throughput(
+    model: AQAModel,
+    questions: Sequence[Question],
+    decoding: DecodingOptions,
+    batch_sizes: Sequence[int],
+    memory: PeakMemory,
+) -> dict:
+    """Questions per second through `answer_many`, audio files in, at each batch size."""
+    throughput = {}
+    for size in batch_sizes:
+        say(f"throughput at batch {size} on {len(questions)} questions")
+        with memory.track(f"batch_{size}"):
+            clock = Clock(model.device)
+            results = [result for _, result in answer_many(model, questions, decoding, batch_size=size)]
+            seconds = clock.lap()
+        failed = [result for result in results if isinstance(result, AQAError)]
+        if failed:
+            raise failed[0]
+        throughput[f"batch_{size}"] = round(len(questions) / seconds, 3)
+    return {"throughput_questions_per_s": throughput}
+
+
+# --- the baseline: the model card's recipe, one question at a time ------------------------------------------------
+
+
+@torch.inference_mode()
+def baseline_answer(model: AQAModel, path: Path, max_new_tokens: int) -> tuple[float, int]:
+    """R1-AQA's model card, verbatim but for transformers 5's `audio=`: (seconds, tokens generated)."""
+    from transformers.audio_utils import load_audio as card_load_audio  # soundfile + soxr, as librosa.load does
+
+    clock = Clock(model.device)
+    processor = model.processor
+    message = build_messages(QUESTION, list(OPTIONS), audio_url=str(path))
+    text = processor.apply_chat_template(message, add_generation_prompt=True, tokenize=False)
+    audio = [card_load_audio(str(path), sampling_rate=SAMPLE_RATE, backend="soundfile")]
+    inputs = processor(text=text, audio=audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True)
+    inputs = inputs.to(model.device)
+    ids = model.hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    new = ids[:, inputs.input_ids.size(1) :]
+    response = processor.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    extract_answer(response[0])
+    return clock.lap(), new.shape[1]
+
+
+def speedups(report: dict) -> dict:
+    """How many times faster than the baseline: per-question latency, and throughput at each batch size."""
+    baseline = report.get("baseline")
+    if not baseline:
+        return {}
+    out = {}
+    for mode, ms in report.get("answer_latency_ms", {}).items():
+        out[f"{mode}_latency"] = round(baseline["latency_ms"] / ms, 2)
+    for batch, rate in report.get("throughput_questions_per_s", {}).items():
+        out[f"throughput_{batch}"] = round(rate / baseline["questions_per_s"], 2)
+    return out
+
+
+def alternatives(report: dict) -> dict:
+    """Ratios measured in this run between the way `aqa` works and the obvious alternative (above 1: `aqa` is faster).
+
+    - answer mode against generating first and scoring after (the stage-by-stage pipeline): what reading greedy
+      answers off the scoring pass saves (nothing with random weights, whose answers are never an option);
+    - option scoring from the shared prefill against a full forward pass (audio and prompt) per option;
+    - `answer_many` at batch 1 against `aqa.answer` called once per question: what doing the next question's CPU
+      work (audio, template, tokens, features) in the background thread during the model's work saves;
+    - each batch size against batch 1.
+    """
+    out = {}
+    latency, answers = report.get("latency_ms"), report.get("answer_latency_ms")
+    rates = report.get("throughput_questions_per_s", {})
+    if latency and answers:
+        out["answer_mode_vs_generate_then_score"] = round(latency["total"] / answers["answer_mode"], 2)
+        scoring = report["option_scoring_ms"]
+        out["shared_prefill_vs_unshared_scoring"] = round(scoring["unshared"] / scoring["shared_prefill"], 2)
+        if "batch_1" in rates:
+            out["pipelined_batch_1_vs_one_at_a_time"] = round(rates["batch_1"] * answers["answer_mode"] / 1000, 2)
+    for batch, rate in rates.items():
+        if "batch_1" in rates and batch != "batch_1":
+            out[f"{batch}_vs_batch_1"] = round(rate / rates["batch_1"], 2)
+    return out
+
+
+# --- the CPU target: decode, resample and features of a 30 s clip -------------------------------------------------
+
+
+def measure_features(model: AQAModel, folder: Path, runs: int = 10) -> dict:
+    """Median ms to load a 30 s 44.1 kHz clip to 16 kHz and build its model inputs (template, tokens, log-mel)."""
+    (folder / "30s").mkdir(exist_ok=True)
+    [path] = write_clips(folder / "30s", 1, CHUNK_LENGTH)
+    audio, features = [], []
+    for _ in range(runs):
+        clock = Clock(model.device)
+        samples = load_audio(path)
+        audio.append(clock.lap())
+        build_inputs(model, [Prepared(Question(path, QUESTION, OPTIONS), samples, 0.0)], think=False)
+        features.append(clock.lap())
+    result = {"audio_load_resample": median_ms(audio), "feature_extraction": median_ms(features)}
+    return result | {"total": round(sum(result.values()), 3)}
 
 
 # --- the Markdown report ------------------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ from transformers import (
 from aqa.defaults import DEFAULT_MODEL, PRECISIONS
 from aqa.errors import ModelError, first_line
 
-# Full-name prefixes (bitsandbytes matches from the start of the module name, FACTS.md): the audio encoder,
-# the projector and the output head stay in bf16; only the language model is quantized.
+# bitsandbytes' skip list replaces its default one and matches full module names from their start ("audio_tower"
+# would not match "model.audio_tower"): the audio encoder, the projector and the output head stay in bf16; only the
+# language model is quantized.
 KEEP_UNQUANTIZED = ["model.audio_tower", "model.multi_modal_projector", "lm_head"]
 # The torch dtype of each unquantized precision (4/8-bit keep their unquantized parts in bf16).
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -36,7 +37,7 @@ EMBEDDINGS_ON_CPU = ("4bit", "8bit")
 class AQAModel:
     """A loaded checkpoint: the model, its processor, and how it was loaded."""
 
-    model: Qwen2AudioForConditionalGeneration
+    hf: Qwen2AudioForConditionalGeneration  # the Hugging Face model
     processor: Qwen2AudioProcessor
     name: str  # the id or path it was loaded from
     precision: str  # one of PRECISIONS
@@ -45,6 +46,12 @@ class AQAModel:
     @property
     def tokenizer(self):
         return self.processor.tokenizer
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        """The tokens that end an answer: the checkpoint's generation config's end-of-sequence ids."""
+        stops = self.hf.generation_config.eos_token_id
+        return stops if isinstance(stops, list) else [stops]
 
 
 def default_device() -> torch.device:
@@ -84,10 +91,10 @@ def load_model(
         ) from None
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot load {name_or_path}: {first_line(error)}") from None
-    processor.tokenizer.padding_side = "left"  # batched generation needs left padding (FACTS.md)
+    processor.tokenizer.padding_side = "left"  # batched generation continues every row from its last token
     model.eval()
     place_embeddings(model, precision, device, embeddings_on_cpu)
-    return AQAModel(model=model, processor=processor, name=str(name_or_path), precision=precision, device=device)
+    return AQAModel(hf=model, processor=processor, name=str(name_or_path), precision=precision, device=device)
 
 
 class HostEmbedding(nn.Module):
@@ -110,12 +117,16 @@ class HostEmbedding(nn.Module):
 
 
 def place_embeddings(
-    model: Qwen2AudioForConditionalGeneration, precision: str, device: torch.device, on_cpu: bool | None
+    hf: Qwen2AudioForConditionalGeneration, precision: str, device: torch.device, on_cpu: bool | None
 ) -> None:
-    """Move the input embedding table to CPU memory (HostEmbedding) if `on_cpu`; None: in 4/8-bit on a GPU."""
-    on_cpu = precision in EMBEDDINGS_ON_CPU if on_cpu is None else on_cpu
-    language_model = model.model.language_model
-    if on_cpu and device.type != "cpu" and not isinstance(language_model.embed_tokens, HostEmbedding):
+    """Move the input embedding table to CPU memory (HostEmbedding) if `on_cpu`; None: in 4/8-bit on a GPU.
+
+    Asked for explicitly, it is done on the CPU too (where it changes nothing but the module), so that the flag
+    reaches the model the same way everywhere."""
+    if on_cpu is None:
+        on_cpu = precision in EMBEDDINGS_ON_CPU and device.type != "cpu"
+    language_model = hf.model.language_model
+    if on_cpu and not isinstance(language_model.embed_tokens, HostEmbedding):
         language_model.embed_tokens = HostEmbedding(language_model.embed_tokens, device)
         if device.type == "cuda":
             torch.cuda.empty_cache()

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 from aqa.errors import InputError
 
-# The exact instructions R1-AQA was trained and evaluated with (FACTS.md). The released model uses ANSWER_ONLY;
-# THINKING is the paper's prompt 3, offered as an option.
+# The exact instructions R1-AQA was trained and evaluated with (its model card, and src/test.py and src/dataset in
+# github.com/xiaomi-research/r1-aqa). The released model uses ANSWER_ONLY; THINKING is the paper's prompt 3, offered
+# as an option.
 ANSWER_ONLY = "Output the final answer in <answer> </answer>."
 THINKING = "Output the thinking process in <think> </think> and final answer in <answer> </answer>."
 MIN_OPTIONS = 2
@@ -23,7 +24,7 @@ def build_messages(question: str, options: Sequence[str], think: bool = False, a
     """One user turn holding the audio then the text, as in the model card.
 
     The audio entry carries an `audio_url` key because the chat template R1-AQA ships renders the audio placeholder
-    only when that key (or `audio`) is present (FACTS.md); the URL itself is never fetched.
+    only when that key (or `audio`) is present, as in the model card's example; the URL itself is never fetched.
     """
     content = [
         {"type": "audio", "audio_url": audio_url},

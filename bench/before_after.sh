@@ -24,7 +24,9 @@ elif [ -d "$before/aqa" ]; then
 else
     git -C "$root" archive "$before" aqa | tar -x -C "$tree"
 fi
-[ "$tree" = "$root" ] || cp "$root/aqa/bench.py" "$root/aqa/bench_measure.py" "$tree/aqa/"  # the same measuring code
+# The same measuring code on both sides: aqa/bench.py and the CLI's wiring of it (a BEFORE older than the package's
+# split into aqa/cli/ and aqa/answering.py, commit "One house without cycles", cannot run it).
+[ "$tree" = "$root" ] || { cp "$root/aqa/bench.py" "$tree/aqa/" && mkdir -p "$tree/aqa/cli" && cp "$root/aqa/cli/bench.py" "$tree/aqa/cli/"; }
 mkdir -p "$out"
 out=$(cd "$out" && pwd)  # each side runs in its own folder
 run() {  # run SIDE ROUND ARGS...: one bench on the package as it was (before) or is (after)

@@ -25,17 +25,9 @@ import torch
 from transformers import TrainerCallback
 
 import train.grpo as grpo
-from aqa.bench_measure import (
-    OPTIONS,
-    QUESTION,
-    build_random_model,
-    describe_machine,
-    read_peak,
-    reset_peak,
-    synchronize,
-    write_clips,
-)
-from aqa.tiny import build_tiny_checkpoint
+from aqa.bench import OPTIONS, QUESTION, describe_machine, read_peak, reset_peak, write_clips
+from aqa.random_weights import build_random_model, build_tiny_checkpoint
+from aqa.timing import synchronize
 
 RECIPES = {"tiny": "train/recipes/grpo_tiny.yaml", "full": "train/recipes/grpo_qlora_24gb.yaml"}
 
@@ -72,7 +64,7 @@ def write_model(size: str, folder: Path, device: torch.device) -> Path:
     if size == "tiny":
         return build_tiny_checkpoint(folder / "model")
     model = build_random_model(size, "bf16", device)
-    model.model.save_pretrained(folder / "model")
+    model.hf.save_pretrained(folder / "model")
     model.processor.save_pretrained(folder / "model")
     del model
     torch.cuda.empty_cache()

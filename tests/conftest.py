@@ -18,8 +18,22 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-MMAU_DIR = SHARED / "data" / "mmau"
+# The real MMAU question files are not in the repository (they are the MMAU authors'): tests that need them look in
+# $AQA_MMAU_DIR, else in ../shared/data/mmau beside the clone, and skip when neither has them.
+MMAU_DIR = Path(os.environ.get("AQA_MMAU_DIR") or ROOT.parent / "shared" / "data" / "mmau")
+MMAU_VERSIONS = ("2025-03-25", "2025-08-09")
+
+
+def mmau_file(version: str) -> Path:
+    """The MMAU test-mini question file of `version`, or a skip that says how to get it."""
+    path = MMAU_DIR / f"mmau-test-mini.{version}.json"
+    if not path.is_file():
+        pytest.skip(
+            f"needs the MMAU test-mini question file {path.name}: put it in a folder and set AQA_MMAU_DIR to it "
+            "(README, 'Getting MMAU': github.com/Sakshi113/MMAU, the file at the version's commit)"
+        )
+    return path
+
 
 # Two cores on CI: keep torch from oversubscribing them when tests spawn subprocesses.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -42,7 +56,7 @@ def run(command: list[str]) -> None:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Qwen2-Audio checkpoint, written once per test session (`aqa tiny`)."""
-    from aqa.tiny import build_tiny_checkpoint
+    from aqa.random_weights import build_tiny_checkpoint
 
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-model"))
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import ROOT
 
-from aqa.bench import format_report
-from aqa.bench_measure import build_random_model, count_weights
-from aqa.cli import main
+from aqa.bench import count_weights, format_report
+from aqa.cli.main import main
+from aqa.random_weights import build_random_model
 
 # Small enough for CI: 2 clips of 2 s, batch sizes 1 and 2, one question per latency and baseline measurement.
 QUICK = ["--clips", "2", "--seconds", "2", "--batch-sizes", "1", "2", "--latency-runs", "1", "--baseline-runs", "1"]
@@ -104,10 +104,19 @@ def test_bad_arguments_fail_in_one_line_before_loading(capsys, arguments, reason
 def test_random_tiny_model_in_4bit_quantizes_the_language_model_only():
     """`--random-weights` builds the architecture on the device; 4-bit swaps the same layers `load_model` does."""
     model = build_random_model("tiny", "4bit", torch.device("cpu"))
-    kinds = {name: type(module).__name__ for name, module in model.model.named_modules()}
+    kinds = {name: type(module).__name__ for name, module in model.hf.named_modules()}
     assert kinds["model.language_model.layers.0.self_attn.q_proj"] == "Linear4bit"
     assert kinds["model.audio_tower.layers.0.fc1"] == "Linear"
     assert kinds["model.multi_modal_projector.linear"] == "Linear"
     assert kinds["lm_head"] == "Linear"
     unquantized = build_random_model("tiny", "fp32", torch.device("cpu"))
-    assert count_weights(model.model) == count_weights(unquantized.model), "4-bit counts the original shapes"
+    assert count_weights(model.hf) == count_weights(unquantized.hf), "4-bit counts the original shapes"
+
+
+def test_model_flags_reach_the_measured_model(tiny_model_dir, capsys):
+    """--embeddings-on-cpu reaches the benched model (the report reads it off the loaded model)."""
+    quick = ["--clips", "1", "--seconds", "1", "--batch-sizes", "1", "--latency-runs", "0", "--baseline-runs", "0"]
+    arguments = ["bench", "--model", str(tiny_model_dir), *quick, "--max-new-tokens", "2", "--embeddings-on-cpu"]
+    assert main([*arguments, "--device", "cpu", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"]["embeddings_on_cpu"] is True and report["model"]["device"] == "cpu"

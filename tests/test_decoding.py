@@ -7,10 +7,12 @@ import pytest
 import torch
 
 import aqa
-from aqa import decoding
+from aqa import scoring
+from aqa.answering import make_result
 from aqa.audio import SAMPLE_RATE, load_audio
-from aqa.decoding import DecodingOptions, Prepared, Question, Timings, make_result
 from aqa.errors import AudioError, InputError
+from aqa.inputs import Prepared
+from aqa.options import DecodingOptions, Question, Timings
 from aqa.prompt import build_messages
 
 QUESTION = "Based on the given audio, identify the source of the speaking voice."
@@ -27,7 +29,7 @@ def model_card_inputs(model, path, question=QUESTION, options=OPTIONS):
 
 
 def model_card_generate(model, inputs, **kwargs):
-    ids = model.model.generate(**inputs, max_new_tokens=256, **kwargs)
+    ids = model.hf.generate(**inputs, max_new_tokens=256, **kwargs)
     return model.processor.batch_decode(
         ids[:, inputs.input_ids.size(1) :], skip_special_tokens=True, clean_up_tokenization_spaces=False
     )[0]
@@ -63,7 +65,7 @@ def full_sequence_probabilities(model, path, options):
         ids = torch.cat([inputs.input_ids, answer_ids.input_ids], dim=1)
         mask = torch.ones_like(ids)
         with torch.no_grad():
-            logits = model.model(
+            logits = model.hf(
                 input_ids=ids,
                 attention_mask=mask,
                 input_features=inputs.input_features,
@@ -109,7 +111,7 @@ def test_batched_greedy_equals_one_at_a_time(tiny_model, clips):
     batched = dict(aqa.answer_many(tiny_model, questions, decoding_options, batch_size=4))
     assert sorted(batched) == list(range(len(questions)))
     for index, question in enumerate(questions):
-        alone = aqa.answer(tiny_model, question.audio, question.question, question.options, decoding_options)
+        alone = aqa.answer(tiny_model, question.audio, question.text, question.options, decoding_options)
         assert batched[index].raw == alone.raw, question.audio
         for option in question.options:
             assert batched[index].probabilities[option] == pytest.approx(alone.probabilities[option], abs=1e-4)
@@ -119,7 +121,7 @@ def test_scoring_in_small_chunks_gives_the_same_numbers(tiny_model, clips, monke
     questions = batch_questions(clips)[:3]
     decoding_options = DecodingOptions(generate=False)
     whole = dict(aqa.answer_many(tiny_model, questions, decoding_options, batch_size=3))
-    monkeypatch.setattr(decoding, "SCORING_LOGITS_BYTES", 1)  # one row per chunk of logits
+    monkeypatch.setattr(scoring, "SCORING_LOGITS_BYTES", 1)  # one row per chunk of logits
     chunked = dict(aqa.answer_many(tiny_model, questions, decoding_options, batch_size=3))
     for index in whole:
         for option, p in whole[index].probabilities.items():
@@ -176,7 +178,7 @@ def test_fallback_to_probabilities_when_text_names_no_option(tiny_model, clips):
 
 def test_skipping_generation_answers_from_probabilities(tiny_model, clips):
     result = aqa.answer(tiny_model, clips["tone.flac"], "What?", ["Alpha", "Beta"], DecodingOptions(generate=False))
-    assert result.raw == "" and result.answer_source == "probabilities" and result.timings.generate >= 0
+    assert result.raw == "" and result.answer_source == "probabilities" and result.timings.generation >= 0
 
 
 def test_thinking_mode(tiny_model, clips):
@@ -210,14 +212,14 @@ def test_result_is_frozen(tiny_model, clips):
     result = aqa.answer(tiny_model, clips["tone.flac"], "What?", ["Alpha", "Beta"], DecodingOptions(max_new_tokens=4))
     with pytest.raises(AttributeError):
         result.answer = "Beta"
-    assert set(vars(result.timings)) == {"audio", "features", "generate", "scoring"}
+    assert set(vars(result.timings)) == {"audio", "features", "generation", "scoring"}
     assert result.timings.total > 0
 
 
 def test_4bit_on_cpu(tiny_model_dir, clips):
-    """NF4 on the language model only; encoder, projector and head stay unquantized (FACTS.md)."""
+    """NF4 on the language model only; encoder, projector and head stay unquantized (bitsandbytes skip list)."""
     model = aqa.load_model(str(tiny_model_dir), precision="4bit", device="cpu")
-    kinds = {name: type(module).__name__ for name, module in model.model.named_modules()}
+    kinds = {name: type(module).__name__ for name, module in model.hf.named_modules()}
     assert kinds["model.language_model.layers.0.mlp.up_proj"] == "Linear4bit"
     assert kinds["model.audio_tower.layers.0.fc1"] == "Linear"
     assert kinds["model.multi_modal_projector.linear"] == "Linear"
@@ -232,9 +234,9 @@ def test_embeddings_in_host_memory_answer_the_same(tiny_model_dir, tiny_model, c
     from aqa.model import HostEmbedding
 
     hosted = aqa.load_model(str(tiny_model_dir), precision="fp32", device="cpu")
-    language_model = hosted.model.model.language_model
+    language_model = hosted.hf.model.language_model
     language_model.embed_tokens = HostEmbedding(language_model.embed_tokens, torch.device("cpu"))
-    assert hosted.model.get_input_embeddings() is language_model.embed_tokens
+    assert hosted.hf.get_input_embeddings() is language_model.embed_tokens
     expected, result = (
         aqa.answer(model, clips["speech.mp3"], QUESTION, OPTIONS, DecodingOptions(max_new_tokens=12))
         for model in (tiny_model, hosted)

@@ -9,11 +9,14 @@ import copy
 
 import pytest
 import torch
+from answering_model import fit_tiny_answers
 
 import aqa
-from aqa import decoding
-from aqa.bench_measure import OPTIONS, QUESTION, fit_tiny_answers, write_clips
-from aqa.decoding import DecodingOptions, Question, plain_greedy, scores_first
+from aqa import answering, inputs, prefill, scoring
+from aqa.answering import scores_first
+from aqa.bench import OPTIONS, QUESTION, write_clips
+from aqa.generation import plain_greedy
+from aqa.options import DecodingOptions, Question
 from aqa.prompt import build_messages
 
 
@@ -31,13 +34,13 @@ def bench_clips(tmp_path_factory):
 @pytest.fixture
 def generated_rows(monkeypatch):
     """The batch size of every `generate` call: [] means the text was read off the scoring pass."""
-    calls, real = [], decoding.generate
+    calls, real = [], answering.generate_text
 
     def spy(model, inputs, cache, options):
         calls.append(inputs["input_ids"].shape[0])
         return real(model, inputs, cache, options)
 
-    monkeypatch.setattr(decoding, "generate", spy)
+    monkeypatch.setattr(answering, "generate_text", spy)
     return calls
 
 
@@ -47,7 +50,7 @@ def greedy_generation(model, path, question, options, max_new_tokens=256):
         build_messages(question, options, audio_url=str(path)), add_generation_prompt=True, tokenize=False
     )
     inputs = model.processor(text=text, audio=[aqa.load_audio(path)], sampling_rate=16000, return_tensors="pt")
-    ids = model.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=1.0)
+    ids = model.hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=1.0)
     return model.processor.batch_decode(ids[:, inputs.input_ids.shape[1] :], skip_special_tokens=True)[0]
 
 
@@ -69,8 +72,8 @@ def test_only_the_items_without_a_greedy_option_are_generated(answering_model, b
     batched = dict(aqa.answer_many(answering_model, questions, batch_size=2))
     assert generated_rows == [1]
     for index, question in enumerate(questions):
-        alone = aqa.answer(answering_model, question.audio, question.question, question.options)
-        expected = greedy_generation(answering_model, question.audio, question.question, question.options)
+        alone = aqa.answer(answering_model, question.audio, question.text, question.options)
+        expected = greedy_generation(answering_model, question.audio, question.text, question.options)
         assert batched[index].raw == alone.raw == expected
         for option, p in alone.probabilities.items():
             assert batched[index].probabilities[option] == pytest.approx(p, abs=1e-5)
@@ -113,19 +116,19 @@ CHECKPOINT_SETTINGS = [
 def test_plain_greedy_reads_what_generate_merges_from_the_checkpoint(
     tiny_model, monkeypatch, settings, expected, reason
 ):
-    config = copy.deepcopy(tiny_model.model.generation_config)
+    config = copy.deepcopy(tiny_model.hf.generation_config)
     for name, value in settings.items():
         setattr(config, name, value)
-    monkeypatch.setattr(tiny_model.model, "generation_config", config)
+    monkeypatch.setattr(tiny_model.hf, "generation_config", config)
     assert plain_greedy(tiny_model, DecodingOptions()) is expected, reason
 
 
 def test_scoring_pass_flags_the_greedy_option(answering_model, bench_clips):
     """The flag is the argmax check itself: the fitted answer is flagged, the other options are not."""
-    batch = decoding.prepare_batch(answering_model, [Question(bench_clips[0], QUESTION, OPTIONS)], think=False)
-    inputs = decoding.to_device(answering_model, batch.inputs)
+    batch = inputs.prepare_batch(answering_model, [Question(bench_clips[0], QUESTION, OPTIONS)], think=False)
+    encoded = inputs.to_device(answering_model, batch.inputs)
     with torch.inference_mode():
-        cache = decoding.prefill(answering_model, inputs)
-        scores = decoding.score_options(answering_model, inputs, cache, [OPTIONS], [""], think=False)
+        cache = prefill.prefill(answering_model, encoded)
+        scores = scoring.score_options(answering_model, encoded, cache, [OPTIONS], [""], think=False)
     [tokens] = scores.greedy
     assert answering_model.tokenizer.decode(tokens) == f"<answer>{OPTIONS[0]}</answer>"

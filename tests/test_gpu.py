@@ -38,7 +38,7 @@ def clips(tmp_path_factory):
 @pytest.mark.parametrize("precision", ["bf16", "4bit", "8bit"])
 def test_answers_on_the_gpu(tiny_model_dir, clips, precision):
     model = aqa.load_model(str(tiny_model_dir), precision=precision)
-    assert model.device.type == "cuda" and next(model.model.parameters()).is_cuda
+    assert model.device.type == "cuda" and next(model.hf.parameters()).is_cuda
     result = aqa.answer(model, clips["speech_16k_mono.wav"], "Who is speaking?", OPTIONS)
     assert result.answer in OPTIONS
     assert math.isclose(sum(result.probabilities.values()), 1.0, abs_tol=1e-6)
@@ -47,7 +47,7 @@ def test_answers_on_the_gpu(tiny_model_dir, clips, precision):
 def test_gpu_is_the_default_device(tiny_model_dir):
     model = aqa.load_model(str(tiny_model_dir))
     assert (model.device.type, model.precision) == ("cuda", "bf16")
-    assert model.model.dtype == torch.bfloat16
+    assert model.hf.dtype == torch.bfloat16
 
 
 def test_batched_equals_one_at_a_time_in_bf16(tiny_model_dir, clips):
@@ -57,7 +57,7 @@ def test_batched_equals_one_at_a_time_in_bf16(tiny_model_dir, clips):
     batched = dict(aqa.answer_many(model, questions, aqa.DecodingOptions(max_new_tokens=16), batch_size=3))
     for index, question in enumerate(questions):
         alone = aqa.answer(
-            model, question.audio, question.question, question.options, aqa.DecodingOptions(max_new_tokens=16)
+            model, question.audio, question.text, question.options, aqa.DecodingOptions(max_new_tokens=16)
         )
         assert batched[index].answer == alone.answer
 
@@ -68,9 +68,9 @@ def test_quantized_models_keep_the_embedding_table_in_cpu_memory(tiny_model_dir,
 
     hosted = aqa.load_model(str(tiny_model_dir), precision=precision)
     plain = aqa.load_model(str(tiny_model_dir), precision=precision, embeddings_on_cpu=False)
-    embedding = hosted.model.get_input_embeddings()
+    embedding = hosted.hf.get_input_embeddings()
     assert isinstance(embedding, HostEmbedding) and embedding.weight.device.type == "cpu"
-    assert plain.model.get_input_embeddings().weight.is_cuda
+    assert plain.hf.get_input_embeddings().weight.is_cuda
     options = aqa.DecodingOptions(max_new_tokens=12)
     results = [aqa.answer(m, clips["stereo_44k.wav"], "Who is speaking?", OPTIONS, options) for m in (hosted, plain)]
     assert results[0].raw == results[1].raw

@@ -149,7 +149,8 @@ def test_resume_continues_the_step_count(trained, tiny_model_dir, avqa_file):
 
 
 def test_two_processes_on_cpu(tiny_model_dir, avqa_file, tmp_path):
-    """torchrun gives accelerate MULTI_CPU with gloo (`accelerate launch --cpu` runs one process here, FACTS.md)."""
+    """torchrun gives accelerate MULTI_CPU with gloo (`accelerate launch --cpu --num_processes 2` starts only one
+    process with accelerate 1.15)."""
     one_step = ["--max_steps", 1, "--save_strategy", "no", "--activation_checkpointing", "false"]
     torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m")
     done = train_cli(tiny_model_dir, avqa_file, tmp_path / "out", *one_step, launcher=torchrun)
@@ -241,11 +242,11 @@ def make_trainer(model_dir, data_file, output_dir, reward_funcs=None, model_opti
 
 def test_audio_guard_catches_a_pass_without_features(tiny_model):
     """The guard itself: a forward pass on <|AUDIO|> ids without features (which the model accepts silently)."""
-    guard = AudioGuard(tiny_model.model)
+    guard = AudioGuard(tiny_model.hf)
     try:
-        input_ids = torch.tensor([[1, 2, tiny_model.model.config.audio_token_id, 3]])
+        input_ids = torch.tensor([[1, 2, tiny_model.hf.config.audio_token_id, 3]])
         with torch.no_grad():
-            tiny_model.model(input_ids=input_ids)
+            tiny_model.hf(input_ids=input_ids)
     finally:
         guard.handles[0].remove()
     assert (guard.without_features, guard.with_features) == (1, 0)
@@ -272,7 +273,7 @@ def test_lora_trains_only_the_language_model_and_saves_a_loadable_model(tiny_mod
     save_final(trainer, model_args, trainer.args)
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
     merged = load_model(str(tmp_path), precision="fp32", device="cpu")
-    assert type(merged.model).__name__ == "Qwen2AudioForConditionalGeneration"
+    assert type(merged.hf).__name__ == "Qwen2AudioForConditionalGeneration"
 
 
 def low_byte_share(completion_ids, **kwargs) -> list[float]:

@@ -1,7 +1,8 @@
 """`aqa mmau run` and `sweep` end to end on the tiny model, with audio the tests synthesise for MMAU's records.
 
 The first run is killed part-way (SIGKILL, as a crash or a pre-empted job) and resumed: no answer may be lost or
-duplicated. MMAU's question files are read from ../shared/data/mmau, never copied into the project.
+duplicated. MMAU's question files are read from $AQA_MMAU_DIR or ../shared/data/mmau (never copied into the
+project); the tests skip, saying so, where neither has them.
 """
 
 from __future__ import annotations
@@ -13,23 +14,19 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MMAU_DIR, ROOT
+from conftest import MMAU_VERSIONS, ROOT, mmau_file
 
-from aqa.cli import main
+from aqa.cli.main import main
+from aqa.eval.score import official_match, score_records
 from aqa.jsonl import read_jsonl
-from aqa.mmau_score import official_match, score_records
 
-FILES = {
-    "2025-03-25": MMAU_DIR / "mmau-test-mini.2025-03-25.json",
-    "2025-08-09": MMAU_DIR / "mmau-test-mini.2025-08-09.json",
-}
 LIMIT = 20
 ABSENT = 2  # the last records' audio is left out: a missing file is reported, not fatal
 FAST = ["--device", "cpu", "--batch-size", "2", "--max-new-tokens", "4"]  # the tiny model's answers are noise
 
 
 def mmau_records(version: str, count: int = LIMIT) -> list[dict]:
-    return json.loads(FILES[version].read_text())[:count]
+    return json.loads(mmau_file(version).read_text())[:count]
 
 
 def synthesise(audio_dir: Path, records: list[dict]) -> None:
@@ -59,14 +56,14 @@ def wait_for_rows(path: Path, process: subprocess.Popen, timeout: float = 300) -
     raise AssertionError(f"no answer appeared before the run ended (rc {process.returncode}):\n{stderr}")
 
 
-@pytest.mark.parametrize("version", FILES)
+@pytest.mark.parametrize("version", MMAU_VERSIONS)
 def test_run_killed_part_way_resumes_without_loss_or_duplicates(version, tiny_model_dir, tmp_path, capsys):
     records = mmau_records(version)
     audio_dir = tmp_path / "MMAU"
     synthesise(audio_dir, records[: LIMIT - ABSENT])
     output = tmp_path / "run" / "preds.json"
     partial = output.with_suffix(".partial.jsonl")
-    args = ["mmau", "run", "--model", str(tiny_model_dir), "--data", str(FILES[version])]
+    args = ["mmau", "run", "--model", str(tiny_model_dir), "--data", str(mmau_file(version))]
     args += ["--audio-dir", str(audio_dir), "--output", str(output), "--limit", str(LIMIT), *FAST]
 
     # --- a run killed as soon as its first batch is on disk, plus a line cut off mid-write -------------------
@@ -139,7 +136,7 @@ def check_manifest(manifest: dict, version: str, records: list[dict], answered_b
 
 def test_items_with_repeated_options_are_asked_verbatim(tiny_model_dir, tmp_path, capsys):
     """MMAU repeats an option in some items (['four', 'nine', 'fourteen', 'fourteen']); R1-AQA asked them as is."""
-    records = json.loads(FILES["2025-03-25"].read_text())
+    records = json.loads(mmau_file("2025-03-25").read_text())
     repeated = [r for r in records if len(set(r["choices"])) < len(r["choices"])][:2]
     data = tmp_path / "mmau.json"
     data.write_text(json.dumps(repeated))
@@ -169,7 +166,7 @@ def test_sweep_evaluates_each_checkpoint_into_one_table(tiny_model_dir, tmp_path
     synthesise(tmp_path / "MMAU", records)
     sweep = tmp_path / "sweep"
     args = ["mmau", "sweep", "--checkpoints", str(out / "checkpoint-10"), str(out / "checkpoint-2")]
-    args += ["--data", str(FILES["2025-08-09"]), "--audio-dir", str(tmp_path / "MMAU"), "--limit", "4"]
+    args += ["--data", str(mmau_file("2025-08-09")), "--audio-dir", str(tmp_path / "MMAU"), "--limit", "4"]
     args += ["--output-dir", str(sweep), "--holdout", "0.5", "--chart", str(sweep / "sweep.png"), *FAST]
     assert main(args) == 0
     table = capsys.readouterr().out
@@ -183,3 +180,47 @@ def test_sweep_evaluates_each_checkpoint_into_one_table(tiny_model_dir, tmp_path
         assert len(json.loads((sweep / name / "preds.json").read_text())) == 4
     assert (sweep / "sweep.md").read_text().strip() == table.strip()
     assert (sweep / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def made_up_records(count: int) -> list[dict]:
+    """MMAU-format records the test writes itself (no MMAU file needed)."""
+    tasks = ("sound", "music", "speech")
+    return [
+        {
+            "id": f"made-up-{number}",
+            "audio_id": f"./test-mini-audios/made-up-{number}.wav",
+            "question": "What is heard?",
+            "choices": ["A tone", "Noise", "Speech", "Music"],
+            "answer": "A tone",
+            "task": tasks[number % 3],
+            "difficulty": "easy",
+            "sub-category": "Made up",
+        }
+        for number in range(count)
+    ]
+
+
+@pytest.mark.parametrize("flag, on_cpu", [("--embeddings-on-cpu", True), ("--no-embeddings-on-cpu", False)])
+def test_model_flags_reach_the_model_that_run_and_sweep_load(flag, on_cpu, tiny_model_dir, tmp_path, monkeypatch):
+    """Every model flag goes through one ModelSpec to the loader: the loaded model has its embedding table where
+    the flag says, and the manifest records where it was."""
+    from aqa.eval import run as run_module
+    from aqa.model import HostEmbedding
+
+    records = made_up_records(2)
+    data = tmp_path / "mmau.json"
+    data.write_text(json.dumps(records))
+    synthesise(tmp_path / "MMAU", records)
+    loaded, real = [], run_module.load
+    monkeypatch.setattr(run_module, "load", lambda spec: loaded.append(real(spec)) or loaded[-1])
+    common = ["--data", str(data), "--audio-dir", str(tmp_path / "MMAU"), *FAST, "--precision", "fp32", flag]
+    output = tmp_path / "run" / "preds.json"
+    assert main(["mmau", "run", "--model", str(tiny_model_dir), "--output", str(output), *common]) == 0
+    sweep = ["mmau", "sweep", "--checkpoints", str(tiny_model_dir), "--output-dir", str(tmp_path / "sweep")]
+    assert main([*sweep, *common]) == 0
+    assert len(loaded) == 2
+    for model in loaded:
+        assert isinstance(model.hf.get_input_embeddings(), HostEmbedding) is on_cpu
+        assert (model.precision, model.device.type) == ("fp32", "cpu")
+    manifest = json.loads(output.with_suffix(".manifest.json").read_text())
+    assert manifest["runs"][-1]["embeddings_on_cpu"] is on_cpu

@@ -7,25 +7,18 @@ import json
 import shutil
 
 import pytest
-from conftest import MMAU_DIR
+from conftest import MMAU_VERSIONS, mmau_file
 
-from aqa.cli import main
+from aqa.cli.main import main
 from aqa.errors import InputError
-from aqa.mmau import (
-    KNOWN_VERSIONS,
-    checkpoint_names,
-    holdout_ids,
-    load_benchmark,
-    official_prediction,
-    with_reference,
-)
-from aqa.mmau_report import RunSummary, bar_chart, report_markdown, sweep_markdown
-from aqa.mmau_score import official_match, score_records, score_to_dict, strict_match
+from aqa.eval.benchmarks import MMAU
+from aqa.eval.questions import load_questions, with_reference
+from aqa.eval.report import RunSummary, bar_chart, report_markdown, sweep_markdown
+from aqa.eval.run import official_prediction
+from aqa.eval.score import official_match, score_records, score_to_dict, strict_match
+from aqa.eval.sweep import checkpoint_names, holdout_ids
 
-FILES = {
-    "2025-03-25": MMAU_DIR / "mmau-test-mini.2025-03-25.json",
-    "2025-08-09": MMAU_DIR / "mmau-test-mini.2025-08-09.json",
-}
+KNOWN_VERSIONS = MMAU.versions
 PEOPLE = ["Man", "Woman", "Child", "Robot"]
 
 # (answer, prediction, choices, expected, reason): the official rule's corner cases.
@@ -133,17 +126,17 @@ def test_empty_groups_are_none_not_zero():
     assert result["music"] is None and result["hard"] is None and result["sound"] == 100.0
 
 
-@pytest.mark.parametrize("version", FILES)
+@pytest.mark.parametrize("version", MMAU_VERSIONS)
 def test_known_versions_are_identified_by_sha256(version):
-    benchmark = load_benchmark(FILES[version])
+    benchmark = load_questions(mmau_file(version))
     assert benchmark.version == version and len(benchmark.records) == 1000
-    assert KNOWN_VERSIONS[hashlib.sha256(FILES[version].read_bytes()).hexdigest()] == version
+    assert KNOWN_VERSIONS[hashlib.sha256(mmau_file(version).read_bytes()).hexdigest()] == version
 
 
 def test_an_edited_file_is_an_unknown_version(tmp_path):
     edited = tmp_path / "mmau.json"
-    edited.write_text(json.dumps(json.loads(FILES["2025-03-25"].read_text())[:10]))
-    assert load_benchmark(edited).version is None
+    edited.write_text(json.dumps(json.loads(mmau_file("2025-03-25").read_text())[:10]))
+    assert load_questions(edited).version is None
 
 
 @pytest.mark.parametrize(
@@ -154,12 +147,12 @@ def test_bad_mmau_files_are_one_line_errors(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)
     with pytest.raises(InputError, match=message):
-        load_benchmark(path)
+        load_questions(path)
 
 
 def test_run_with_no_audio_at_all_is_a_path_mistake(tmp_path, capsys):
     """A few missing clips are reported and skipped; not one clip found means --audio-dir is wrong."""
-    args = ["mmau", "run", "--model", "unused", "--data", str(FILES["2025-08-09"]), "--audio-dir", str(tmp_path)]
+    args = ["mmau", "run", "--model", "unused", "--data", str(mmau_file("2025-08-09")), "--audio-dir", str(tmp_path)]
     assert main([*args, "--output", str(tmp_path / "preds.json"), "--device", "cpu"]) == 2
     assert "none of the 1000 audio files is under" in capsys.readouterr().err
     assert not (tmp_path / "preds.json").exists()
@@ -167,15 +160,15 @@ def test_run_with_no_audio_at_all_is_a_path_mistake(tmp_path, capsys):
 
 def test_predictions_from_another_version_are_refused():
     """5 of the first 20 questions changed between the versions: scoring across them must fail loudly."""
-    old = [r | {"model_output": r["answer"]} for r in json.loads(FILES["2025-03-25"].read_text())[:20]]
+    old = [r | {"model_output": r["answer"]} for r in json.loads(mmau_file("2025-03-25").read_text())[:20]]
     with pytest.raises(InputError, match="5 question"):
-        with_reference(old, load_benchmark(FILES["2025-08-09"]))
-    completed = with_reference(old, load_benchmark(FILES["2025-03-25"]))
+        with_reference(old, load_questions(mmau_file("2025-08-09")))
+    completed = with_reference(old, load_questions(mmau_file("2025-03-25")))
     assert len(completed) == 1000 and score_records(completed).official.total.correct == 20
 
 
 def test_score_cli_json_and_text(tmp_path, capsys):
-    records = json.loads(FILES["2025-03-25"].read_text())[:4]
+    records = json.loads(mmau_file("2025-03-25").read_text())[:4]
     records[0]["model_output"] = records[0]["answer"]
     records[1]["model_prediction"] = "nothing useful"
     path = tmp_path / "preds.json"
@@ -186,7 +179,7 @@ def test_score_cli_json_and_text(tmp_path, capsys):
         result
     )
     assert (result["n"], result["missing"], result["total"]) == (4, 2, 25.0)
-    assert main(["mmau", "score", str(path), "--data", str(FILES["2025-03-25"])]) == 0
+    assert main(["mmau", "score", str(path), "--data", str(mmau_file("2025-03-25"))]) == 0
     text = capsys.readouterr().out
     assert "MMAU test-mini, version 2025-03-25" in text and "missing predictions: 998 of 1000" in text
     assert "evaluation.py silently skips them and would print 50.00 over 2" in text
@@ -247,7 +240,7 @@ def test_sweep_table_picks_on_selection_and_reports_held_out():
 
 
 def test_report_cli_reads_manifests(tmp_path, capsys):
-    records = json.loads(FILES["2025-08-09"].read_text())[:3]
+    records = json.loads(mmau_file("2025-08-09").read_text())[:3]
     for r in records:
         r["model_output"] = r["answer"]
     (tmp_path / "preds.json").write_text(json.dumps(records))

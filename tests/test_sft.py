@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from conftest import ROOT
 from test_prepare_avqa import make_avqa  # the same small AVQA, made with FFmpeg
 
-from aqa.decoding import Prepared, Question, build_inputs
+from aqa.inputs import Prepared, build_inputs
 from aqa.model import load_model
+from aqa.options import Question
 from train import prepare_avqa, sft
 from train.config import parse_config
 from train.data import DataOptions, load_examples
@@ -41,7 +42,7 @@ def batch(avqa_jsonl, tiny_model):
 
 def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     """Parameters by their in-memory names (files keep the older `language_model.model.` layout)."""
-    return load_model(str(checkpoint), precision="fp32", device="cpu").model.state_dict()
+    return load_model(str(checkpoint), precision="fp32", device="cpu").hf.state_dict()
 
 
 def answer_positions(labels: torch.Tensor) -> torch.Tensor:
@@ -71,7 +72,7 @@ def test_loss_counts_only_the_answer_tokens(batch, tiny_model):
     _, inputs = batch
     labels = inputs["labels"]
     model_inputs = {key: value for key, value in inputs.items() if key != "labels"}
-    outputs = tiny_model.model(**model_inputs)
+    outputs = tiny_model.hf(**model_inputs)
     outputs.logits.retain_grad()
     loss = sft.answer_loss(outputs, labels)
 
@@ -80,7 +81,7 @@ def test_loss_counts_only_the_answer_tokens(batch, tiny_model):
     by_hand = F.cross_entropy(outputs.logits[rows, cols - 1], labels[rows, cols])
     assert loss.item() == pytest.approx(by_hand.item(), rel=1e-5)
     # Qwen2-Audio's own loss (a mean over labelled tokens) agrees on a single micro-batch.
-    assert loss.item() == pytest.approx(tiny_model.model(**inputs).loss.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(tiny_model.hf(**inputs).loss.item(), rel=1e-5)
     # Gradient accumulation: the sum is divided by the answer tokens of the whole accumulated batch.
     assert sft.answer_loss(outputs, labels, 2 * len(rows)).item() == pytest.approx(loss.item() / 2, rel=1e-5)
 
@@ -90,7 +91,7 @@ def test_loss_counts_only_the_answer_tokens(batch, tiny_model):
     predicts_answer = torch.zeros_like(touched)
     predicts_answer[rows, cols - 1] = True
     assert torch.equal(touched, predicts_answer)
-    tiny_model.model.zero_grad(set_to_none=True)
+    tiny_model.hf.zero_grad(set_to_none=True)
 
 
 def test_two_steps_save_a_model_that_aqa_answers_with(avqa_jsonl, tiny_model_dir, tmp_path, aqa_cli):

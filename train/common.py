@@ -18,8 +18,8 @@ from accelerate import PartialState
 from peft import PeftModel
 from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration, Trainer, TrainingArguments
 
-from aqa.errors import AQAError
-from aqa.model import first_line, load_kwargs
+from aqa.errors import AQAError, first_line
+from aqa.model import load_kwargs
 from train.config import AUDIO_ENCODER, AudioModelConfig, DataArguments
 from train.data import Example, load_examples
 

@@ -21,15 +21,16 @@ import torch
 from tqdm.auto import tqdm
 
 from aqa.audio import load_audio
-from aqa.decoding import encode_conversations
 from aqa.errors import AQAError
+from aqa.inputs import encode_conversations
 
 logger = logging.getLogger(__name__)
 
 AUDIO_KEYS = ("audio_path", "audio", "audio_id")  # AVQA uses audio_path, MMAU audio_id
 VIDEO_WORD = re.compile(r"\bvideo\b", re.IGNORECASE)
 # The processor outputs Qwen2-Audio needs beside input_ids/attention_mask. Without them the model embeds the
-# <|AUDIO|> placeholders as plain text, with no error (FACTS.md), so every forward pass must receive both.
+# <|AUDIO|> placeholders as plain text, with no error (transformers 5 does not check), so every forward pass must
+# receive both.
 AUDIO_FEATURES = ("input_features", "feature_attention_mask")
 
 

@@ -1,9 +1,10 @@
 """TRL's GRPOTrainer with an audio path: the clip's features reach generation and every log-probability pass.
 
-TRL 1.16 has no audio support (FACTS.md). Given prompts with audio it would generate from the right inputs only by
-luck and compute the policy, old-policy and reference log-probabilities on the <|AUDIO|> placeholder embeddings,
-silently: Qwen2-Audio raises no error when `input_features` are missing. This subclass overrides four hooks, and
-relies on TRL internals, hence the pin `trl==1.16.*` in requirements.txt:
+TRL 1.16 has no audio support (its generation and log-probability passes know images only). Given prompts with audio
+it would generate from the right inputs only by luck and compute the policy, old-policy and reference
+log-probabilities on the <|AUDIO|> placeholder embeddings, silently: Qwen2-Audio raises no error when
+`input_features` are missing. This subclass overrides four hooks, and relies on TRL internals, hence the pin
+`trl==1.16.*` in requirements.txt:
 
 - `_tokenize_prompts`: render the chat template, load the clips and compute log-mel features with the processor
   (which expands each <|AUDIO|> to one token per encoder frame); generation receives the features as a

@@ -1,8 +1,10 @@
-"""A tiny random-weight Qwen2-Audio checkpoint, built offline in seconds.
+"""Random-weight Qwen2-Audio models, built offline in seconds: the tiny checkpoint and the full-size architecture.
 
-Nothing can be downloaded in CI, so every test runs on this checkpoint. It has the real architecture, the real
-processor classes and the key-based chat template that 2024-25 checkpoints carry (FACTS.md), only small: a
-byte-level tokenizer (no merges), a 2-layer audio encoder and a 2-layer language model.
+Nothing can be downloaded in CI, so every test runs on the tiny checkpoint (`aqa tiny DIR`). It has the real
+architecture, the real processor classes and the key-based chat template that 2024-25 checkpoints carry, only
+small: a byte-level tokenizer (no merges), a 2-layer audio encoder and a 2-layer language model. The full size
+(`aqa bench --random-weights full`) has R1-AQA's shapes, so that speed and memory can be measured without the
+weights.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 from transformers import (
     GenerationConfig,
     Qwen2AudioConfig,
@@ -20,10 +23,14 @@ from transformers import (
 )
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+from aqa.errors import ModelError
+from aqa.model import DTYPES, KEEP_UNQUANTIZED, AQAModel, place_embeddings
+
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"]
 
-# The template Qwen2-Audio-7B-Instruct (and so R1-AQA) ships: the audio placeholder is rendered only when the content
-# dict has an `audio` or `audio_url` key, unlike transformers 5's built-in default (FACTS.md).
+# The template Qwen2-Audio-7B-Instruct (and so R1-AQA) ships in its tokenizer config: the audio placeholder is
+# rendered only when the content dict has an `audio` or `audio_url` key, unlike transformers 5's built-in default
+# (which also checks `type == 'audio'`). Tests behave like the real model only with this one.
 CHAT_TEMPLATE = (
     "{% set audio_count = namespace(value=0) %}{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
@@ -35,7 +42,8 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-# Full-size shapes of Qwen2-Audio-7B(-Instruct) and R1-AQA (FACTS.md); used by `--random-weights full`.
+# Full-size shapes of Qwen2-Audio-7B(-Instruct) and R1-AQA (their config.json: a Whisper-large-style encoder and a
+# Qwen-7B language model, 8.40B parameters); used by `--random-weights full`.
 FULL_AUDIO = dict(d_model=1280, encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120)
 FULL_TEXT = dict(
     vocab_size=156032,
@@ -116,25 +124,66 @@ def build_generation_config(tokenizer: Qwen2Tokenizer) -> GenerationConfig:
 
 
 def build_random_model(
-    size: str = "tiny", dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", seed: int = 0
-) -> tuple[Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor]:
-    """A random-weight Qwen2-Audio of the given size ("tiny" or "full") and its processor.
+    size: str = "tiny",
+    precision: str = "fp32",
+    device: str | torch.device = "cpu",
+    embeddings_on_cpu: bool | None = None,
+    seed: int = 0,
+) -> AQAModel:
+    """The tiny or full-size Qwen2-Audio architecture with random weights, allocated on `device` in its dtype.
 
-    The weights are allocated directly on `device` in `dtype`: the full size in bf16 on a GPU is 16 GiB, never
-    34 GB of fp32 on the CPU first.
+    The full size is built directly on the GPU in bf16 (16 GiB), never as 34 GB of fp32 on the CPU first. For 4-bit
+    the bf16 language-model layers are then replaced by NF4 ones, and the input embedding placed as loading a
+    checkpoint with the same precision places it.
     """
+    if precision == "8bit":
+        raise ModelError("random weights support bf16, fp16, fp32 and 4bit")
+    device = torch.device(device)
     processor = build_processor()
     torch.manual_seed(seed)
-    with torch.device(device):
-        model = Qwen2AudioForConditionalGeneration._from_config(build_config(processor.tokenizer, size), dtype=dtype)
+    with device:
+        model = Qwen2AudioForConditionalGeneration._from_config(
+            build_config(processor.tokenizer, size), dtype=DTYPES.get(precision, torch.bfloat16)
+        )
     model.generation_config = build_generation_config(processor.tokenizer)
-    return model, processor
+    if precision == "4bit":
+        quantize_4bit(model, device)
+    place_embeddings(model, precision, device, embeddings_on_cpu)
+    model.eval()
+    return AQAModel(hf=model, processor=processor, name=f"random-{size}", precision=precision, device=device)
+
+
+def quantize_4bit(model: nn.Module, device: torch.device) -> None:
+    """Swap each linear layer outside KEEP_UNQUANTIZED for a bitsandbytes NF4 one (double quantization, bf16
+    compute): the settings `load_model(..., "4bit")` gives transformers. One layer at a time, so memory falls as
+    it goes."""
+    import bitsandbytes as bnb  # optional (no macOS wheel), and only 4-bit needs it
+
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, nn.Linear) or name.startswith(tuple(KEEP_UNQUANTIZED)):
+            continue
+        layer = bnb.nn.Linear4bit(
+            module.in_features,
+            module.out_features,
+            bias=module.bias is not None,
+            compute_dtype=torch.bfloat16,
+            quant_type="nf4",
+            device="meta",
+        )
+        weight = bnb.nn.Params4bit(module.weight.data, requires_grad=False, quant_type="nf4", module=layer)
+        layer.weight = weight.to(device)  # moving a Params4bit quantizes it
+        if module.bias is not None:
+            layer.bias = module.bias
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, layer)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def build_tiny_checkpoint(directory: str | Path, seed: int = 0) -> Path:
     """Write a tiny random Qwen2-Audio checkpoint (model, processor, chat template) to `directory`."""
     directory = Path(directory)
-    model, processor = build_random_model("tiny", seed=seed)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
+    model = build_random_model("tiny", seed=seed)
+    model.hf.save_pretrained(directory)
+    model.processor.save_pretrained(directory)
     return directory

@@ -1,0 +1,161 @@
+"""Answering questions: prefill once, score the options, generate what is left to write, and choose the answer.
+
+    aqa.answer(model, "clip.wav", "What is it?", ["Dog", "Cat"])                   # one question
+    for index, result in aqa.answer_many(model, questions, batch_size=16): ...      # many, batched
+
+In greedy answer mode (the default) the options are scored first: that pass also shows which answers greedy
+decoding would write (an option, then the end token, as R1-AQA usually answers), and only the others are generated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import torch
+from tqdm.auto import tqdm
+
+from aqa.audio import CHUNK_LENGTH, SAMPLE_RATE, AudioInput
+from aqa.errors import AQAError
+from aqa.generation import decode_tokens, generate_text, plain_greedy
+from aqa.inputs import Batch, Prepared, length_key, prepare_batch, to_device
+from aqa.model import AQAModel
+from aqa.options import DecodingOptions, Question, Result, Timings
+from aqa.parsing import extract_think, parse_answer
+from aqa.prefill import copy_rows, crop, prefill
+from aqa.scoring import OptionScores, score_options
+from aqa.timing import Clock
+
+
+def answer(
+    model: AQAModel,
+    audio: AudioInput,
+    question: str,
+    options: Sequence[str],
+    decoding: DecodingOptions = DecodingOptions(),
+) -> Result:
+    """Answer one multiple-choice question about one clip; raises AQAError on bad input."""
+    [(_, result)] = list(answer_many(model, [Question(audio, question, tuple(options))], decoding, batch_size=1))
+    if isinstance(result, AQAError):
+        raise result
+    return result
+
+
+def answer_many(
+    model: AQAModel,
+    questions: Sequence[Question],
+    decoding: DecodingOptions = DecodingOptions(),
+    batch_size: int = 8,
+    progress: bool = False,
+) -> Iterator[tuple[int, Result | AQAError]]:
+    """Answer many questions in batches of similar length; yields (index, Result or error) as batches finish.
+
+    Grouping by length keeps left padding short; greedy answers equal those of one-at-a-time calls. The CPU work of
+    the next batch (audio decoding, chat template, tokens, log-mel features) runs in a background thread while the
+    model works on the current one.
+    """
+    order = sorted(range(len(questions)), key=lambda i: length_key(questions[i]))
+    batches = [[questions[i] for i in order[i : i + batch_size]] for i in range(0, len(order), batch_size)]
+    bar = tqdm(total=len(questions), unit="question", disable=not progress)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(prepare_batch, model, batches[0], decoding.think) if batches else None
+        for number in range(len(batches)):
+            batch = pending.result()
+            if number + 1 < len(batches):
+                pending = pool.submit(prepare_batch, model, batches[number + 1], decoding.think)
+            start = number * batch_size
+            for index, result in zip(order[start : start + batch_size], run_batch(model, batch, decoding)):
+                yield index, result
+            bar.update(len(batch.items))
+    bar.close()
+
+
+def run_batch(model: AQAModel, batch: Batch, decoding: DecodingOptions) -> list[Result | AQAError]:
+    """Answer the good items of a batch together; bad items come back as their errors, in place."""
+    results = iter(answer_batch(model, batch, decoding) if batch.good else [])
+    return [next(results) if isinstance(item, Prepared) else item for item in batch.items]
+
+
+@torch.inference_mode()
+def answer_batch(model: AQAModel, batch: Batch, decoding: DecodingOptions) -> list[Result]:
+    """Prefill once; in greedy answer mode score the options first, since that pass also tells which answers greedy
+    decoding would write (then nothing is left to generate for them); otherwise generate, then score."""
+    items = batch.good
+    clock = Clock(model.device)
+    inputs = to_device(model, batch.inputs)
+    cache = prefill(model, inputs)
+    prefill_seconds = clock.lap()
+    # A repeated option is scored once, so that the probabilities still sum to 1 over the distinct options.
+    distinct = [tuple(dict.fromkeys(item.question.options)) for item in items]
+    scores = None
+    if scores_first(model, decoding):
+        scores = score_options(model, inputs, cache, distinct, [""] * len(items), think=False)
+    scoring_seconds = clock.lap()
+    texts = write_answers(model, inputs, cache, decoding, scores)
+    generation_seconds = prefill_seconds + clock.lap()
+    if scores is None and (decoding.score or not decoding.generate):
+        crop(cache, inputs["input_ids"].shape[1] - 1)  # back to the shared prompt, dropping what was generated
+        scores = score_options(model, inputs, cache, distinct, texts, decoding.think)
+    scoring_seconds += clock.lap()
+    probabilities = scores.probabilities if scores else [{} for _ in items]
+    share = len(items)
+    timings = Timings(0.0, batch.features_seconds / share, generation_seconds / share, scoring_seconds / share)
+    return [
+        make_result(item, text, probs, replace(timings, audio=item.load_seconds))
+        for item, text, probs in zip(items, texts, probabilities)
+    ]
+
+
+def scores_first(model: AQAModel, decoding: DecodingOptions) -> bool:
+    """Whether the answer text can be read off the scoring pass: greedy answer mode with probabilities wanted."""
+    wanted = decoding.generate and decoding.score and not decoding.sample and not decoding.think
+    return wanted and plain_greedy(model, decoding)
+
+
+def write_answers(
+    model: AQAModel,
+    inputs: dict[str, torch.Tensor],
+    cache,
+    decoding: DecodingOptions,
+    scores: OptionScores | None,
+) -> list[str]:
+    """Each item's generated text: what the scoring pass showed greedy decoding would write, where it showed it
+    (within the token budget); generated from the prefilled cache for the others, and only for them."""
+    count = inputs["input_ids"].shape[0]
+    if not decoding.generate:
+        return [""] * count
+    known = [
+        tokens if tokens is not None and len(tokens) < decoding.token_budget else None
+        for tokens in (scores.greedy if scores else [None] * count)
+    ]
+    texts = [decode_tokens(model, [tokens])[0] if tokens is not None else None for tokens in known]
+    todo = [index for index, text in enumerate(texts) if text is None]
+    if len(todo) == count:
+        return generate_text(model, inputs, cache, decoding)
+    if todo:
+        rows = torch.tensor(todo, device=model.device)
+        subset = {name: inputs[name][rows] for name in ("input_ids", "attention_mask")}
+        for index, text in zip(todo, generate_text(model, subset, copy_rows(cache, rows), decoding)):
+            texts[index] = text
+    return texts
+
+
+def make_result(item: Prepared, text: str, probabilities: dict[str, float], timings: Timings) -> Result:
+    """The answer is the option the text names; else the most probable option; and the result says which."""
+    parsed = parse_answer(text, item.question.options) if text else None
+    best = max(probabilities, key=probabilities.get) if probabilities else None
+    answer, source = (parsed, "text") if parsed else ((best, "probabilities") if best else (None, "none"))
+    seconds = len(item.samples) / SAMPLE_RATE
+    # R1-AQA's encoder hears 30 s; longer clips are answered on their first 30 s, and the result says so.
+    note = f"the clip is {seconds:.1f} s long; the model heard only its first {CHUNK_LENGTH} s"
+    return Result(
+        answer=answer,
+        answer_source=source,
+        raw=text,
+        think=extract_think(text),
+        probabilities=probabilities,
+        duration=seconds,
+        note=note if seconds > CHUNK_LENGTH else None,
+        timings=timings,
+    )

@@ -1,0 +1,64 @@
+"""Arguments shared by the commands (and the app), and how they become options: torch-free, so `--help` and bad
+arguments answer at once."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from aqa.defaults import DEFAULT_MODEL, PRECISIONS
+from aqa.options import DecodingOptions, ModelSpec
+
+
+def add_model_args(parser: argparse.ArgumentParser, name: bool = True, random_weights: bool = False) -> None:
+    """The model flags; `name=False` for commands that name their checkpoints otherwise (`mmau sweep`)."""
+    if name:
+        parser.add_argument(
+            "--model", default=DEFAULT_MODEL, help=f"hub id or local directory (default {DEFAULT_MODEL})"
+        )
+    parser.add_argument("--precision", choices=PRECISIONS, help="default: bf16 on GPU, fp32 on CPU")
+    parser.add_argument("--device", help="cuda, cuda:1, cpu, ... (default: the GPU if there is one)")
+    parser.add_argument(
+        "--embeddings-on-cpu",
+        action=argparse.BooleanOptionalAction,
+        help="keep the input embedding table (1.2 GiB) in CPU memory (default: only in 4bit and 8bit on a GPU)",
+    )
+    if random_weights:
+        parser.add_argument(
+            "--random-weights",
+            choices=("tiny", "full"),
+            help="ignore --model and build this architecture with random weights on the device (full = Qwen2-Audio-7B)",
+        )
+
+
+def model_spec(args: argparse.Namespace, name: str | None = None) -> ModelSpec:
+    """The model the flags name; `name` overrides --model (a sweep's checkpoint)."""
+    return ModelSpec(
+        name=name or args.model,
+        precision=args.precision,
+        device=args.device,
+        embeddings_on_cpu=args.embeddings_on_cpu,
+        random_weights=getattr(args, "random_weights", None),
+    )
+
+
+def add_decoding_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--think", action="store_true", help="ask for <think> reasoning first (not the released setup)")
+    parser.add_argument(
+        "--sample", action="store_true", help="sample with the checkpoint's generation config (default greedy)"
+    )
+    parser.add_argument("--max-new-tokens", type=int, help="default 256, or 1024 with --think")
+
+
+def decoding_options(args: argparse.Namespace) -> DecodingOptions:
+    return DecodingOptions(think=args.think, sample=args.sample, max_new_tokens=args.max_new_tokens)
+
+
+def quiet_libraries(debug: bool) -> None:
+    """Library warnings (generation flags, deprecations) are noise for a CLI user; --debug brings them back."""
+    if debug:
+        return
+    import transformers  # takes seconds: imported only once a command runs
+
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("accelerate").setLevel(logging.ERROR)

@@ -1,0 +1,186 @@
+"""`aqa mmau run|score|report|sweep`: evaluation on a benchmark's question file, wired to `aqa.eval`.
+
+aqa mmau run --data data/mmau-test-mini.2025-03-25.json --audio-dir data/MMAU --output runs/r1-aqa/preds.json
+aqa mmau score runs/r1-aqa/preds.json
+aqa mmau report runs/r1-aqa/preds.json --output runs/report.md --chart runs/report.png
+aqa mmau sweep --checkpoints out/checkpoint-* --data ... --audio-dir ... --output-dir runs/sweep --holdout 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from aqa.cli.args import add_decoding_args, add_model_args, decoding_options, model_spec
+from aqa.errors import InputError
+from aqa.eval.benchmarks import BENCHMARKS, Benchmark
+from aqa.eval.manifest import companion_paths, manifest_version, read_manifest, write_json
+from aqa.eval.questions import load_questions, read_predictions, with_reference
+from aqa.eval.report import RunSummary, bar_chart, report_markdown, summarize, sweep_markdown
+from aqa.eval.score import format_score, score_to_dict
+
+
+def add_command(commands) -> None:
+    parser = commands.add_parser("mmau", help="MMAU test-mini evaluation: run, score, report, sweep")
+    parser.set_defaults(benchmark="mmau")
+    steps = parser.add_subparsers(required=True, metavar="STEP")
+    for add in (add_run, add_score, add_report, add_sweep):
+        add(steps)
+
+
+def benchmark_of(args: argparse.Namespace) -> Benchmark:
+    return BENCHMARKS[args.benchmark]
+
+
+# --- run --------------------------------------------------------------------------------------------------------
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, type=Path, help="the question file, e.g. mmau-test-mini.json")
+    parser.add_argument(
+        "--audio-dir", required=True, type=Path, help="folder holding test-mini-audios/ (or the clips themselves)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--limit", type=int, help="only the first N records (a smoke test)")
+    parser.add_argument("--restart", action="store_true", help="discard earlier answers in the output, start over")
+    add_decoding_args(parser)
+
+
+def add_run(steps) -> None:
+    parser = steps.add_parser("run", help="answer the questions; appends as it goes, reruns resume")
+    add_model_args(parser)
+    add_run_args(parser)
+    parser.add_argument("--output", required=True, type=Path, help="preds.json (partial and manifest files beside)")
+    parser.set_defaults(run=command_run)
+
+
+def run_config(args: argparse.Namespace, output: Path, name: str | None = None):
+    from aqa.eval.run import RunConfig  # torch: seconds to import, only for the steps that answer
+
+    return RunConfig(
+        benchmark=benchmark_of(args),
+        model=model_spec(args, name),
+        data=args.data,
+        audio_dir=args.audio_dir,
+        output=output,
+        decoding=decoding_options(args),
+        batch_size=args.batch_size,
+        limit=args.limit,
+        restart=args.restart,
+    )
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from aqa.eval.run import run_eval
+
+    outcome = run_eval(run_config(args, args.output))
+    benchmark = benchmark_of(args)
+    summary = summarize(
+        args.model, outcome.predictions, outcome.questions.version, read_manifest(args.output), benchmark
+    )
+    print(format_score(summary.score, title(summary, args.output, benchmark), benchmark))
+    print(f"wrote {args.output} (the official evaluation.py reads it as is) and {companion_paths(args.output)[1]}")
+    return 0
+
+
+def title(summary: RunSummary, path: Path, benchmark: Benchmark) -> str:
+    return f"{benchmark.version_title(summary.version)}: {path} ({summary.score.n} records)"
+
+
+# --- score and report -------------------------------------------------------------------------------------------
+
+
+def add_score(steps) -> None:
+    parser = steps.add_parser("score", help="score predictions with the official rule (and a strict one)")
+    parser.add_argument("predictions", type=Path, help="preds.json: the records with their predictions")
+    parser.add_argument("--data", type=Path, help="the question file: checks the version, counts absent records wrong")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(run=command_score)
+
+
+def command_score(args: argparse.Namespace) -> int:
+    benchmark = benchmark_of(args)
+    records = read_predictions(args.predictions, benchmark)
+    questions = load_questions(args.data, benchmark) if args.data else None
+    if questions is not None:
+        records = with_reference(records, questions)
+    manifest = read_manifest(args.predictions)
+    version = questions.version if questions else manifest_version(manifest, benchmark.name)
+    summary = summarize(str(args.predictions), records, version, manifest, benchmark)
+    if args.json:
+        print(json.dumps(score_to_dict(summary.score, benchmark) | {"version": version}, ensure_ascii=False))
+    else:
+        print(format_score(summary.score, title(summary, args.predictions, benchmark), benchmark))
+    return 0
+
+
+def add_report(steps) -> None:
+    parser = steps.add_parser("report", help="R1-AQA's Markdown table and a bar chart, labelled with the version")
+    parser.add_argument("predictions", nargs="+", type=Path, help="one preds.json per run")
+    parser.add_argument("--label", action="append", default=[], help="a row's model name, once per run, in order")
+    parser.add_argument("--output", type=Path, help="write the Markdown here (default: print it)")
+    parser.add_argument("--chart", type=Path, help="write a bar chart PNG here")
+    parser.set_defaults(run=command_report)
+
+
+def command_report(args: argparse.Namespace) -> int:
+    if args.label and len(args.label) != len(args.predictions):
+        raise InputError(f"give one --label per predictions file ({len(args.predictions)}), or none")
+    benchmark = benchmark_of(args)
+    runs = []
+    for number, path in enumerate(args.predictions):
+        manifest = read_manifest(path)
+        label = args.label[number] if args.label else (manifest or {}).get("model", path.stem)
+        records = read_predictions(path, benchmark)
+        runs.append(summarize(label, records, manifest_version(manifest, benchmark.name), manifest, benchmark))
+    emit(report_markdown(runs, benchmark), args.output)
+    if args.chart:
+        bar_chart(runs, args.chart, benchmark=benchmark)
+        print(f"wrote {args.chart}", file=sys.stderr)
+    return 0
+
+
+def emit(text: str, path: Path | None) -> None:
+    if path is None:
+        print(text)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n", encoding="utf-8")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+# --- sweep ------------------------------------------------------------------------------------------------------
+
+
+def add_sweep(steps) -> None:
+    parser = steps.add_parser("sweep", help="evaluate many checkpoints, one table (see the README on selection)")
+    parser.add_argument("--checkpoints", nargs="+", required=True, help="checkpoint directories (or hub ids)")
+    add_model_args(parser, name=False)
+    add_run_args(parser)
+    parser.add_argument("--output-dir", required=True, type=Path, help="one folder per checkpoint, sweep.md/json")
+    parser.add_argument(
+        "--holdout",
+        type=float,
+        help="fraction of the questions held out: pick the checkpoint on the rest, report the held-out accuracy",
+    )
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the held-out split (default 0)")
+    parser.add_argument("--chart", type=Path, help="write a bar chart PNG of the checkpoints here")
+    parser.set_defaults(run=command_sweep)
+
+
+def command_sweep(args: argparse.Namespace) -> int:
+    from aqa.eval.sweep import run_sweep, sweep_json  # torch: seconds to import
+
+    benchmark = benchmark_of(args)
+    config = run_config(args, args.output_dir / "preds.json", name=args.checkpoints[0])
+    outcome = run_sweep(config, args.checkpoints, args.output_dir, args.holdout, args.split_seed)
+    table = sweep_markdown(outcome.checkpoints, outcome.version, args.holdout, args.split_seed, benchmark)
+    emit(table, args.output_dir / "sweep.md")
+    write_json(args.output_dir / "sweep.json", sweep_json(outcome, args.holdout, args.split_seed, config))
+    print(table)
+    if args.chart:
+        runs = [RunSummary(c.name, "checkpoint", outcome.version, c.all, None) for c in outcome.checkpoints]
+        bar_chart(runs, args.chart, references=False, benchmark=benchmark)
+    return 0

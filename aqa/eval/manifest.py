@@ -1,0 +1,51 @@
+"""The files a run writes beside its predictions (`preds.json`): `preds.partial.jsonl`, appended answer by answer,
+and `preds.manifest.json`, what the answers depend on and each session that wrote them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from aqa.jsonl import write_atomic
+
+
+@dataclass(frozen=True)
+class Session:
+    """One invocation of a run: when, on what, and how far it got (written to the manifest as it goes)."""
+
+    started: str  # ISO time, UTC
+    batch_size: int
+    device: str | None = None  # e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"
+    embeddings_on_cpu: bool | None = None  # whether the loaded model's input embedding table is in CPU memory
+    load_seconds: float | None = None
+    answered: int = 0
+    failed: int = 0
+    answer_seconds: float | None = None
+    stopped: str | None = None  # absent when the process was killed
+
+    def to_dict(self) -> dict:
+        row = {key: value for key, value in asdict(self).items() if value is not None}
+        done = self.answered + self.failed
+        if done and self.answer_seconds is not None:
+            row["seconds_per_question"] = round(self.answer_seconds / done, 4)
+        return row
+
+
+def companion_paths(output: Path) -> tuple[Path, Path]:
+    """preds.json -> (preds.partial.jsonl, preds.manifest.json)."""
+    return output.with_suffix(".partial.jsonl"), output.with_suffix(".manifest.json")
+
+
+def write_json(path: Path, data) -> None:
+    write_atomic(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+
+
+def read_manifest(output: Path) -> dict | None:
+    manifest = companion_paths(output)[1]
+    return json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else None
+
+
+def manifest_version(manifest: dict | None, benchmark_name: str) -> str | None:
+    """The question file's version as the manifest of a run on it records it."""
+    return (manifest or {}).get(benchmark_name, {}).get("version")

@@ -1,0 +1,114 @@
+"""Checkpoint sweeps: evaluate many checkpoints on one question file, one table; optionally pick the checkpoint on
+one part of the questions and report its accuracy on the held-out rest, so that the pick is not made on the test."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from aqa.errors import InputError
+from aqa.eval.run import RunConfig, run_eval
+from aqa.eval.score import Score, score_records, score_to_dict
+
+
+class CheckpointScores(NamedTuple):  # a tuple, so that a report unpacks it as (name, all, selection, held_out)
+    name: str  # the checkpoint's folder name
+    all: Score
+    selection: Score | None  # with a held-out split: the part the checkpoint is picked on
+    held_out: Score | None  # and the part its accuracy is reported on
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    version: str | None  # the question file's version
+    checkpoints: list[CheckpointScores]  # in step order
+
+
+def natural_key(name: str) -> list:
+    """checkpoint-200 before checkpoint-1000 (a shell glob sorts them the other way)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def checkpoint_names(checkpoints: Sequence[str]) -> list[tuple[str, str]]:
+    """(name, checkpoint) in step order; a pattern the shell left unexpanded matched nothing."""
+    unmatched = [c for c in checkpoints if any(ch in c for ch in "*?[") and not Path(c).exists()]
+    if unmatched:
+        raise InputError(f"no checkpoint matches {unmatched[0]}")
+    named = sorted(((Path(c.rstrip("/")).name, c) for c in checkpoints), key=lambda pair: natural_key(pair[0]))
+    names = [name for name, _ in named]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(f"two checkpoints are both named {repeated[0]}; sweep them separately")
+    return named
+
+
+def holdout_ids(ids: Sequence[str], fraction: float, seed: int) -> frozenset[str]:
+    """A deterministic held-out subset: the ids whose salted hashes rank lowest (same ids and seed, same split)."""
+    if not 0 < fraction < 1:
+        raise InputError("--holdout must be a fraction between 0 and 1, e.g. 0.5")
+    ranked = sorted(ids, key=lambda key: hashlib.sha256(f"{seed}:{key}".encode()).hexdigest())
+    return frozenset(ranked[: round(fraction * len(ids))])
+
+
+def run_sweep(
+    config: RunConfig, checkpoints: Sequence[str], output_dir: Path, holdout: float | None, seed: int
+) -> SweepOutcome:
+    """Evaluate each checkpoint (`config` with its name as the model) into output_dir/NAME/preds.json."""
+    named = checkpoint_names(checkpoints)
+    if holdout is not None:
+        holdout_ids(["check"], holdout, seed)  # a bad fraction fails before hours of inference
+    results, version = [], None
+    for name, checkpoint in named:
+        print(f"== {name}", file=sys.stderr)
+        run = replace(config, model=replace(config.model, name=checkpoint), output=output_dir / name / "preds.json")
+        outcome = run_eval(run)
+        version = outcome.questions.version
+        results.append(split_scores(name, outcome.predictions, holdout, seed, config))
+        release_memory()
+    return SweepOutcome(version, results)
+
+
+def split_scores(name: str, predictions: list[dict], holdout: float | None, seed: int, config: RunConfig):
+    """Score on all records, and with --holdout on the selection part and the held-out part separately."""
+    benchmark = config.benchmark
+    if holdout is None:
+        return CheckpointScores(name, score_records(predictions, benchmark), None, None)
+    held = holdout_ids([str(r[benchmark.id_field]) for r in predictions], holdout, seed)
+    selection = [r for r in predictions if str(r[benchmark.id_field]) not in held]
+    kept = [r for r in predictions if str(r[benchmark.id_field]) in held]
+    return CheckpointScores(
+        name, score_records(predictions, benchmark), score_records(selection, benchmark), score_records(kept, benchmark)
+    )
+
+
+def sweep_json(outcome: SweepOutcome, holdout: float | None, seed: int, config: RunConfig) -> dict:
+    benchmark = config.benchmark
+
+    def scored(score: Score | None) -> dict | None:
+        return score_to_dict(score, benchmark) if score else None
+
+    return {
+        "benchmark": benchmark.name,
+        "version": outcome.version,
+        "holdout": holdout,
+        "split_seed": seed,
+        "checkpoints": {
+            c.name: {"all": scored(c.all), "selection": scored(c.selection), "held_out": scored(c.held_out)}
+            for c in outcome.checkpoints
+        },
+    }
+
+
+def release_memory() -> None:
+    """One checkpoint at a time: free the last one's GPU memory before loading the next."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,120 @@
+"""The repository's shape: imports run one way (no cycle among the project's modules, counting imports inside
+functions), and the code stands on its own (no comment sends the reader to notes outside the repository)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+PACKAGES = ("aqa", "train")
+SCRIPTS = ("app.py",)
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def project_modules() -> dict[str, Path]:
+    files = [path for package in PACKAGES for path in sorted((ROOT / package).rglob("*.py"))]
+    files += [ROOT / script for script in SCRIPTS]
+    return {module_name(path): path for path in files}
+
+
+def imported(node: ast.AST, package: str) -> list[str]:
+    """The module names an import statement names (`from a import b` names `a` and, if it is one, `a.b`)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom):
+        base = node.module or ""
+        if node.level:  # relative: up from the importing module's package
+            parents = package.split(".")[: len(package.split(".")) - node.level + 1]
+            base = ".".join(parents + ([base] if base else []))
+        return [base, *(f"{base}.{alias.name}" for alias in node.names)]
+    return []
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports, from every import statement, at module level or in a function."""
+    modules = project_modules()
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            for target in imported(node, package):
+                while target and target not in modules:  # `from aqa.x import f`: the module is aqa.x
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle as a list of modules (first == last), or None: a depth-first search for a back edge."""
+    state: dict[str, str] = {}  # "open" while on the current path, "done" once fully explored
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = "open"
+        path.append(module)
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                return path[path.index(target) :] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        state[module] = "done"
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module)):
+            return cycle
+    return None
+
+
+def test_the_checker_finds_a_cycle_through_a_function_level_import():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+    tree = ast.parse("def f():\n    from aqa.cli import args\n")
+    assert [imported(node, "aqa") for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)] == [
+        ["aqa.cli", "aqa.cli.args"]
+    ]
+
+
+def test_no_import_cycle_among_the_projects_modules():
+    graph = import_graph()
+    assert {"aqa.answering", "aqa.cli.main", "aqa.eval.run", "train.grpo", "app"} <= set(graph)
+    assert "aqa.answering" in graph["aqa.eval.run"], "the graph sees the project's own imports"
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_library_modules_never_import_the_command_line():
+    """The CLI wires arguments to library calls: nothing in the library reaches back up into it. The app shares
+    only its torch-free model and decoding flags."""
+    graph = import_graph()
+    command_line = {module for module in graph if module.startswith("aqa.cli")}
+    command_line.add("aqa.__main__")  # `python -m aqa` is the command line too
+    for module, targets in graph.items():
+        if module not in command_line:
+            allowed = {"aqa.cli.args", "aqa.cli"} if module == "app" else set()
+            assert targets & command_line <= allowed, module
+
+
+SOURCES = sorted(
+    path
+    for pattern in ("aqa/**/*.py", "train/**/*.py", "train/recipes/*.yaml", "bench/*.py", "bench/*.sh", "tests/*.py")
+    for path in ROOT.glob(pattern)
+)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda path: str(path.relative_to(ROOT)))
+def test_no_comment_cites_notes_outside_the_repository(path):
+    """A comment states the fact (and may link its public source); a user's clone has no team notes to look in."""
+    text = path.read_text(encoding="utf-8")
+    for note in ("FACTS" + ".md", "STYLE" + ".md"):
+        assert note not in text, f"{path.name} cites {note}"
