@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,13 +17,21 @@ SAMPLE_RATE = 16000  # Qwen2-Audio's Whisper feature extractor expects 16 kHz
 CHUNK_LENGTH = 30  # seconds the audio encoder hears: features are padded or cut to this
 N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a 30-second window
 MAX_CHANNELS = 32  # a (channels, samples) array with more rows than this is surely (samples, channels)
+# How several channels become one: "mix" averages them (what a listener hears; the default), "first" keeps the first
+# channel only, as R1-AQA's training and test scripts do (`waveform[0]` after torchaudio.load).
+CHANNELS = ("mix", "first")
 
 # What `load_audio` accepts: a path, Gradio's (sample_rate, array) microphone tuple, or a 16 kHz float array.
 AudioInput = str | Path | tuple[int, np.ndarray] | np.ndarray
 
 
-def load_audio(source: AudioInput) -> np.ndarray:
-    """Return `source` as 16 kHz mono float32 samples; raise AudioError with a one-line reason otherwise."""
+def load_audio(source: AudioInput, channel: str = "mix") -> np.ndarray:
+    """Return `source` as 16 kHz mono float32 samples; raise AudioError with a one-line reason otherwise.
+
+    channel: "mix" averages the channels of a multi-channel clip; "first" keeps its first channel (R1-AQA's scripts).
+    """
+    if channel not in CHANNELS:
+        raise AudioError(f"unknown channel choice {channel!r}: choose one of {', '.join(CHANNELS)}")
     if isinstance(source, (str, Path)):
         samples, rate = read_file(Path(source))
         name = str(source)
@@ -34,7 +43,7 @@ def load_audio(source: AudioInput) -> np.ndarray:
         name = "audio array"
     else:
         raise AudioError(f"unsupported audio input of type {type(source).__name__}: give a path or a (rate, array)")
-    return finish(samples, rate, name)
+    return finish(samples, rate, name, channel)
 
 
 def read_file(path: Path) -> tuple[np.ndarray, int]:
@@ -77,28 +86,18 @@ def check_complete(path: Path) -> None:
 
 
 def read_with_ffmpeg(path: Path) -> np.ndarray:
-    """FFmpeg decodes, mixes to mono and resamples in one pass; its last error line names the problem."""
-    command = [
-        "ffmpeg",
-        "-nostdin",
-        "-v",
-        "error",
-        "-i",
-        str(path),
-        "-f",
-        "f32le",
-        "-ac",
-        "1",
-        "-ar",
-        str(SAMPLE_RATE),
-        "-",
-    ]
+    """FFmpeg decodes and resamples to 16 kHz, keeping every channel (a float WAV on a pipe), so that channels become
+    mono exactly as for the files soundfile reads (FFmpeg's own down-mix weighs them by 1/sqrt(2), not 1/2); its last
+    error line names the problem."""
+    command = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "wav", "-acodec", "pcm_f32le"]
+    command += ["-ar", str(SAMPLE_RATE), "-"]
     done = subprocess.run(command, capture_output=True)
     if done.returncode != 0 or not done.stdout:
         lines = done.stderr.decode(errors="replace").strip().splitlines()
         reason = lines[-1] if lines else "no audio stream"
         raise AudioError(f"{path}: not a readable audio file ({reason.removeprefix(str(path) + ': ')})")
-    return np.frombuffer(done.stdout, dtype=np.float32)[:, None]
+    samples, _ = sf.read(io.BytesIO(done.stdout), dtype="float32", always_2d=True)
+    return samples
 
 
 def to_float(samples: np.ndarray) -> np.ndarray:
@@ -113,9 +112,10 @@ def to_float(samples: np.ndarray) -> np.ndarray:
     raise AudioError(f"audio array of dtype {samples.dtype} is not a sound: give integer PCM or floats")
 
 
-def finish(samples: np.ndarray, rate: int, name: str) -> np.ndarray:
-    """Mix to mono, resample to 16 kHz and check that something audible-in-principle is left."""
-    mono = to_mono(samples, name)
+def finish(samples: np.ndarray, rate: int, name: str, channel: str = "mix") -> np.ndarray:
+    """Mix to mono (or keep the first channel), resample to 16 kHz and check that something audible-in-principle is
+    left."""
+    mono = to_mono(samples, name, channel)
     if mono.size == 0:
         raise AudioError(f"{name}: no audio samples")
     if rate <= 0:
@@ -127,7 +127,7 @@ def finish(samples: np.ndarray, rate: int, name: str) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def to_mono(samples: np.ndarray, name: str) -> np.ndarray:
+def to_mono(samples: np.ndarray, name: str, channel: str = "mix") -> np.ndarray:
     if samples.ndim == 1:
         return samples
     if samples.ndim != 2:
@@ -135,7 +135,7 @@ def to_mono(samples: np.ndarray, name: str) -> np.ndarray:
     # soundfile and Gradio give (samples, channels); torch-style (channels, samples) arrays are short and wide.
     if samples.shape[0] < samples.shape[1] and samples.shape[0] <= MAX_CHANNELS:
         samples = samples.T
-    return samples.mean(axis=1)
+    return samples[:, 0] if channel == "first" else samples.mean(axis=1)
 
 
 def describe(error: Exception) -> str:

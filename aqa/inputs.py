@@ -57,7 +57,7 @@ def prepare(question: Question) -> Prepared | AQAError:
     start = time.perf_counter()
     try:
         check_question(question.text, question.options, question.allow_duplicate_options)
-        samples = load_audio(question.audio)
+        samples = load_audio(question.audio, question.channel)
     except AQAError as error:
         return error
     return Prepared(question, samples, time.perf_counter() - start)

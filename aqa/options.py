@@ -45,6 +45,7 @@ class Question:
     options: tuple[str, ...]
     name: str = ""  # shown in notes and errors; the file name by default
     allow_duplicate_options: bool = False  # ask a benchmark item that repeats an option verbatim (MMAU has some)
+    channel: str = "mix"  # how a multi-channel clip becomes mono: "mix" (average) or "first" (R1-AQA's scripts)
 
     def __post_init__(self):
         object.__setattr__(self, "options", tuple(self.options))

@@ -1,5 +1,7 @@
 """The one audio loader: every shape of input becomes 16 kHz mono float32, or a one-line AudioError."""
 
+import subprocess
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -102,3 +104,35 @@ def test_streamed_wav_with_unknown_size_is_accepted(tmp_path):
     data[at + 4 : at + 8] = (0xFFFFFFFF).to_bytes(4, "little")
     path.write_bytes(bytes(data))
     assert len(load_audio(path)) == 1600
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".m4a"], ids=["soundfile", "ffmpeg fallback"])
+def test_first_channel_or_mix(tmp_path, suffix):
+    """R1-AQA's scripts keep the first channel (`waveform[0]`); the default mixes. A stereo clip whose channels
+    differ (a tone on the left, silence on the right) tells them apart, through soundfile and through FFmpeg."""
+    rate = SAMPLE_RATE
+    left = (0.5 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
+    wav = tmp_path / "stereo.wav"
+    sf.write(wav, np.stack([left, np.zeros_like(left)], axis=1), rate)
+    path = wav
+    if suffix == ".m4a":
+        path = tmp_path / "stereo.m4a"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-c:a", "aac", str(path)], check=True)
+    first, mixed = load_audio(path, channel="first"), load_audio(path)
+    level = np.sqrt(np.mean(first**2))
+    assert level == pytest.approx(0.5 / np.sqrt(2), rel=0.05), "the first channel holds the whole tone"
+    assert np.sqrt(np.mean(mixed**2)) == pytest.approx(level / 2, rel=0.05), "the mix halves it"
+
+
+@pytest.mark.parametrize(
+    "source", [(8000, np.stack([np.ones(800), -np.ones(800)], 1)), np.stack([np.ones(1600), -np.ones(1600)])]
+)
+def test_first_channel_of_arrays(source):
+    """Arrays as (samples, channels) (Gradio's microphone) and as (channels, samples) (torch's layout)."""
+    assert load_audio(source, channel="first").mean() == pytest.approx(1.0, abs=0.01)
+    assert load_audio(source).mean() == pytest.approx(0.0, abs=0.01)
+
+
+def test_unknown_channel_choice():
+    with pytest.raises(AudioError, match="unknown channel choice 'left'"):
+        load_audio(np.zeros(160, np.float32), channel="left")
