@@ -9,6 +9,7 @@ decoding would write (an option, then the end token, as R1-AQA usually answers),
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -48,14 +49,18 @@ def answer_many(
     decoding: DecodingOptions = DecodingOptions(),
     batch_size: int = 8,
     progress: bool = False,
+    keep_order: bool = False,
 ) -> Iterator[tuple[int, Result | AQAError]]:
     """Answer many questions in batches of similar length; yields (index, Result or error) as batches finish.
 
-    Grouping by length keeps left padding short; greedy answers equal those of one-at-a-time calls. The CPU work of
-    the next batch (audio decoding, chat template, tokens, log-mel features) runs in a background thread while the
-    model works on the current one.
+    Grouping by length keeps left padding short; greedy answers equal those of one-at-a-time calls. `keep_order`
+    batches the questions in the order given instead (as R1-AQA's test script does). The CPU work of the next batch
+    (audio decoding, chat template, tokens, log-mel features) runs in a background thread while the model works on
+    the current one.
     """
-    order = sorted(range(len(questions)), key=lambda i: length_key(questions[i]))
+    order = list(range(len(questions)))
+    if not keep_order:
+        order.sort(key=lambda i: length_key(questions[i]))
     batches = [[questions[i] for i in order[i : i + batch_size]] for i in range(0, len(order), batch_size)]
     bar = tqdm(total=len(questions), unit="question", disable=not progress)
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -82,6 +87,8 @@ def answer_batch(model: AQAModel, batch: Batch, decoding: DecodingOptions) -> li
     """Prefill once; in greedy answer mode score the options first, since that pass also tells which answers greedy
     decoding would write (then nothing is left to generate for them); otherwise generate, then score."""
     items = batch.good
+    if decoding.seed is not None:
+        torch.manual_seed(batch_seed(decoding.seed, [item.question for item in items]))
     clock = Clock(model.device)
     inputs = to_device(model, batch.inputs)
     cache = prefill(model, inputs)
@@ -105,6 +112,13 @@ def answer_batch(model: AQAModel, batch: Batch, decoding: DecodingOptions) -> li
         make_result(item, text, probs, replace(timings, audio=item.load_seconds))
         for item, text, probs in zip(items, texts, probabilities)
     ]
+
+
+def batch_seed(seed: int, questions: Sequence[Question]) -> int:
+    """The RNG seed of one batch: from the run's seed and the batch's questions, so that a batch samples the same
+    text whenever it is asked again with the same seed, and batches do not share one random stream."""
+    text = "\n".join(f"{question.name}\t{question.text}\t{question.options}" for question in questions)
+    return int.from_bytes(hashlib.sha256(f"{seed}\n{text}".encode()).digest()[:8], "little")
 
 
 def scores_first(model: AQAModel, decoding: DecodingOptions) -> bool:

@@ -32,6 +32,7 @@ class DecodingOptions:
     sample: bool = False  # False: greedy; True: sample with the checkpoint's generation config
     generate: bool = True  # False: write no text and answer from the option probabilities alone
     score: bool = True  # compute every option's probability (needed for the fallback answer)
+    seed: int | None = None  # sampling is seeded per batch from this and the batch's questions (same seed, same text)
 
     @property
     def token_budget(self) -> int:

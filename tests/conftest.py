@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The real MMAU question files are not in the repository (they are the MMAU authors'): tests that need them look in
 # $AQA_MMAU_DIR, else in ../shared/data/mmau beside the clone, and skip when neither has them.
 MMAU_DIR = Path(os.environ.get("AQA_MMAU_DIR") or ROOT.parent / "shared" / "data" / "mmau")
-MMAU_VERSIONS = ("2025-03-25", "2025-08-09")
+MMAU_VERSIONS = ("2025-01-28", "2025-03-25", "2025-08-09")
 
 
 def mmau_file(version: str) -> Path:

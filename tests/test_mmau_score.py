@@ -12,9 +12,9 @@ from conftest import MMAU_VERSIONS, mmau_file
 from aqa.cli.main import main
 from aqa.errors import InputError
 from aqa.eval.benchmarks import MMAU
+from aqa.eval.protocols import aqa_prediction
 from aqa.eval.questions import load_questions, with_reference
 from aqa.eval.report import RunSummary, bar_chart, report_markdown, sweep_markdown
-from aqa.eval.run import official_prediction
 from aqa.eval.score import official_match, score_records, score_to_dict, strict_match
 from aqa.eval.sweep import checkpoint_names, holdout_ids
 
@@ -82,8 +82,8 @@ def test_strict_rule(fields, expected, reason):
         ("<answer>Man", "<answer>Man", "an unclosed tag is no tag"),
     ],
 )
-def test_official_prediction(raw, expected, reason):
-    assert official_prediction(raw) == expected, reason
+def test_aqa_prediction(raw, expected, reason):
+    assert aqa_prediction(raw) == expected, reason
 
 
 def record(task, difficulty, subcategory, prediction, answer="Man", rid=None):
@@ -260,3 +260,10 @@ def test_report_cli_reads_manifests(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "| my-model | - | 100.00 | - | - | 100.00 |" in out and "unknown version" in out
     assert (tmp_path / "c.png").is_file()
+
+
+def test_the_2025_01_28_file_has_its_own_version_and_the_reference_rows():
+    """The file of R1-AQA's paper time (one answer apart from 2025-03-25's) is named as such, with the reported rows."""
+    assert "ed2fd6b6c24ebec1a5a496de5d767e7ebfe79556044d8f0d8bd00ad0cf02d623" in KNOWN_VERSIONS
+    text = report_markdown([summary("2025-01-28")])
+    assert "MMAU test-mini, version 2025-01-28" in text and "| 69.37 | 66.77 | 57.36 | 64.50 |" in text

@@ -16,10 +16,11 @@ from pathlib import Path
 from aqa.cli.args import add_decoding_args, add_model_args, decoding_options, model_spec
 from aqa.errors import InputError
 from aqa.eval.benchmarks import BENCHMARKS, Benchmark
-from aqa.eval.manifest import companion_paths, manifest_version, read_manifest, write_json
+from aqa.eval.manifest import companion_paths, manifest_version, read_manifest, run_files, run_outputs, write_json
+from aqa.eval.protocols import PROTOCOLS
 from aqa.eval.questions import load_questions, read_predictions, with_reference
-from aqa.eval.report import RunSummary, bar_chart, report_markdown, summarize, sweep_markdown
-from aqa.eval.score import format_score, score_to_dict
+from aqa.eval.report import RunSummary, bar_chart, report_markdown, summarize, summarize_runs, sweep_markdown
+from aqa.eval.score import format_score, order_scores, orders_to_dict, repeated_to_dict, score_records, score_to_dict
 
 
 def add_command(commands) -> None:
@@ -42,9 +43,25 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--audio-dir", required=True, type=Path, help="folder holding test-mini-audios/ (or the clips themselves)"
     )
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, help="default 8 (32 under --protocol r1-aqa)")
     parser.add_argument("--limit", type=int, help="only the first N records (a smoke test)")
     parser.add_argument("--restart", action="store_true", help="discard earlier answers in the output, start over")
+    parser.add_argument(
+        "--protocol",
+        choices=tuple(PROTOCOLS),
+        default="greedy",
+        help="greedy (default: deterministic, channels mixed) or r1-aqa (R1-AQA's test script exactly: first "
+        "channel, the checkpoint's own sampling config, 256 new tokens, batches of 32 in file order)",
+    )
+    parser.add_argument("--seed", type=int, help="seed sampling (per batch) and --shuffle-choices: repeatable runs")
+    parser.add_argument(
+        "--shuffle-choices",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also ask each item with K seeded permutations of its options; score reports each order's accuracy "
+        "and how often the chosen option stays the same",
+    )
     add_decoding_args(parser)
 
 
@@ -53,6 +70,13 @@ def add_run(steps) -> None:
     add_model_args(parser)
     add_run_args(parser)
     parser.add_argument("--output", required=True, type=Path, help="preds.json (partial and manifest files beside)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="N seeded runs (seed, seed+1, ...) into preds.run1.json ... preds.runN.json; score and report give "
+        "each run, the mean, the standard deviation and a 95%% interval",
+    )
     parser.set_defaults(run=command_run)
 
 
@@ -69,19 +93,25 @@ def run_config(args: argparse.Namespace, output: Path, name: str | None = None):
         batch_size=args.batch_size,
         limit=args.limit,
         restart=args.restart,
+        protocol=args.protocol,
+        seed=args.seed,
+        shuffle_choices=args.shuffle_choices,
     )
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from aqa.eval.run import run_eval
+    from aqa.eval.run import run_repeated
 
-    outcome = run_eval(run_config(args, args.output))
+    outcomes = run_repeated(run_config(args, args.output), args.runs)
     benchmark = benchmark_of(args)
-    summary = summarize(
-        args.model, outcome.predictions, outcome.questions.version, read_manifest(args.output), benchmark
-    )
-    print(format_score(summary.score, title(summary, args.output, benchmark), benchmark))
-    print(f"wrote {args.output} (the official evaluation.py reads it as is) and {companion_paths(args.output)[1]}")
+    for outcome, output in zip(outcomes, run_outputs(args.output, args.runs)):
+        summary = summarize(
+            args.model, outcome.predictions, outcome.questions.version, read_manifest(output), benchmark
+        )
+        print(format_score(summary.score, title(summary, output, benchmark), benchmark))
+        print(f"wrote {output} (the official evaluation.py reads it as is) and {companion_paths(output)[1]}")
+    if args.runs > 1:
+        print(f"all {args.runs} runs together: aqa {args.benchmark} score {args.output}")
     return 0
 
 
@@ -94,26 +124,59 @@ def title(summary: RunSummary, path: Path, benchmark: Benchmark) -> str:
 
 def add_score(steps) -> None:
     parser = steps.add_parser("score", help="score predictions with the official rule (and a strict one)")
-    parser.add_argument("predictions", type=Path, help="preds.json: the records with their predictions")
+    parser.add_argument(
+        "predictions", type=Path, help="preds.json: the records with their predictions (or the name --runs wrote to)"
+    )
     parser.add_argument("--data", type=Path, help="the question file: checks the version, counts absent records wrong")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=command_score)
 
 
 def command_score(args: argparse.Namespace) -> int:
+    """One predictions file: its score (and each order's, with shuffled choices). The runs of `--runs`: each run's
+    score, then the mean, standard deviation and 95% interval."""
     benchmark = benchmark_of(args)
-    records = read_predictions(args.predictions, benchmark)
     questions = load_questions(args.data, benchmark) if args.data else None
-    if questions is not None:
-        records = with_reference(records, questions)
-    manifest = read_manifest(args.predictions)
-    version = questions.version if questions else manifest_version(manifest, benchmark.name)
-    summary = summarize(str(args.predictions), records, version, manifest, benchmark)
+    runs = []
+    for path in run_files(args.predictions):
+        records = read_predictions(path, benchmark)
+        runs.append((path, with_reference(records, questions) if questions else records, read_manifest(path)))
+    version = questions.version if questions else manifest_version(runs[0][2], benchmark.name)
+    if len(runs) > 1:
+        result = repeated_to_dict([score_records(records, benchmark) for _, records, _ in runs], benchmark)
+        result["files"] = [str(path) for path, _, _ in runs]
+        result["seeds"] = [(manifest or {}).get("settings", {}).get("seed") for _, _, manifest in runs]
+        print(json.dumps(result | {"version": version}, ensure_ascii=False) if args.json else format_runs(result))
+        return 0
+    path, records, manifest = runs[0]
+    summary = summarize(str(path), records, version, manifest, benchmark)
+    orders = order_scores(records, benchmark)
     if args.json:
-        print(json.dumps(score_to_dict(summary.score, benchmark) | {"version": version}, ensure_ascii=False))
+        result = score_to_dict(summary.score, benchmark) | {"version": version, "method": summary.method}
+        print(json.dumps(result | (orders_to_dict(orders) if orders else {}), ensure_ascii=False))
     else:
-        print(format_score(summary.score, title(summary, args.predictions, benchmark), benchmark))
+        print(format_score(summary.score, title(summary, path, benchmark), benchmark))
+        if orders:
+            print(format_orders(orders_to_dict(orders)))
     return 0
+
+
+def format_runs(result: dict) -> str:
+    lines = [f"{result['n_runs']} runs (seeds {', '.join(map(str, result['seeds']))}):"]
+    for number, (path, run) in enumerate(zip(result["files"], result["runs"]), start=1):
+        lines.append(f"  run {number}: total {run['total']}  ({path})")
+    for name, mean in result["mean"].items():
+        low, high = result["ci95"][name]
+        lines.append(f"{name:>8}: mean {mean:.2f}, std {result['std'][name]:.2f}, 95% interval {low:.2f} to {high:.2f}")
+    return "\n".join(lines)
+
+
+def format_orders(orders: dict) -> str:
+    lines = ["accuracy by order of the options (official rule):"]
+    lines += [f"  {name}: {value}" for name, value in orders["accuracy_by_order"].items()]
+    correct, total = orders["consistent_items"]
+    lines.append(f"same chosen option in every order: {orders['consistency']}% ({correct} of {total} items)")
+    return "\n".join(lines)
 
 
 def add_report(steps) -> None:
@@ -131,10 +194,10 @@ def command_report(args: argparse.Namespace) -> int:
     benchmark = benchmark_of(args)
     runs = []
     for number, path in enumerate(args.predictions):
-        manifest = read_manifest(path)
+        repeats = [(read_predictions(file, benchmark), read_manifest(file)) for file in run_files(path)]
+        manifest = repeats[0][1]
         label = args.label[number] if args.label else (manifest or {}).get("model", path.stem)
-        records = read_predictions(path, benchmark)
-        runs.append(summarize(label, records, manifest_version(manifest, benchmark.name), manifest, benchmark))
+        runs.append(summarize_runs(label, repeats, manifest_version(manifest, benchmark.name), benchmark))
     emit(report_markdown(runs, benchmark), args.output)
     if args.chart:
         bar_chart(runs, args.chart, benchmark=benchmark)

@@ -37,6 +37,22 @@ def companion_paths(output: Path) -> tuple[Path, Path]:
     return output.with_suffix(".partial.jsonl"), output.with_suffix(".manifest.json")
 
 
+def run_outputs(output: Path, runs: int) -> list[Path]:
+    """Where each of `runs` repeated runs writes: preds.json alone, or preds.run1.json ... preds.runN.json."""
+    if runs == 1:
+        return [output]
+    return [output.with_name(f"{output.stem}.run{number}{output.suffix}") for number in range(1, runs + 1)]
+
+
+def run_files(path: Path) -> list[Path]:
+    """The predictions files a path stands for: itself, or, where it does not exist, the runs written in its name
+    (preds.json -> preds.run1.json, preds.run2.json, ... in run order)."""
+    if path.exists():
+        return [path]
+    runs = [p for p in path.parent.glob(f"{path.stem}.run*{path.suffix}") if p.stem.rpartition(".run")[2].isdigit()]
+    return sorted(runs, key=lambda p: int(p.stem.rpartition(".run")[2])) or [path]
+
+
 def write_json(path: Path, data) -> None:
     write_atomic(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
 

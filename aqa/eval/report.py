@@ -11,16 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aqa.eval.benchmarks import MMAU, Benchmark
-from aqa.eval.score import Score, score_records
+from aqa.eval.score import Score, Spread, score_records, spread
 
 
 @dataclass(frozen=True)
 class RunSummary:
     label: str  # the Model column
-    method: str  # the Method column: precision and decoding of the run
+    method: str  # the Method column: precision, protocol and decoding of the run
     version: str | None  # the question file's known version, or None
-    score: Score
+    score: Score  # the (first) run's
     records_in_file: int | None  # the question file's size, to say when a run covered only part of it
+    repeats: tuple[Score, ...] = ()  # every run's, when the setup was run several times with different seeds
 
 
 @dataclass(frozen=True)
@@ -28,44 +29,78 @@ class Row:
     model: str
     method: str
     values: tuple[float | None, ...]  # percent per column (MMAU: sound, music, speech), then the average
+    spreads: tuple[Spread | None, ...] = ()  # with repeated runs: each value's spread (the values are the means)
+
+
+def describe_method(manifest: dict | None) -> str:
+    """Precision, protocol and decoding as a run's manifest records them, e.g. "bf16, r1-aqa protocol, seed 0"."""
+    settings = (manifest or {}).get("settings", {})
+    decoding = settings.get("decoding", {})
+    protocol = settings.get("protocol", "greedy")
+    parts = [
+        settings.get("precision"),
+        f"{protocol} protocol" if protocol != "greedy" else None,
+        ("sampled" if decoding.get("sample") else "greedy") if decoding and protocol == "greedy" else None,
+        "think" if decoding.get("think") else None,
+        f"shuffled choices x{settings['shuffle_choices']}" if settings.get("shuffle_choices") else None,
+    ]
+    return ", ".join(part for part in parts if part) or "-"
 
 
 def summarize(
     label: str, records: Sequence[dict], version: str | None, manifest: dict | None, benchmark: Benchmark = MMAU
 ) -> RunSummary:
-    """A run's row: its score, and its method (precision, decoding) as its manifest records them."""
-    settings = (manifest or {}).get("settings", {})
-    decoding = settings.get("decoding", {})
-    method = ", ".join(
-        part
-        for part in (
-            settings.get("precision"),
-            ("sampled" if decoding.get("sample") else "greedy") if decoding else None,
-            "think" if decoding.get("think") else None,
-        )
-        if part
-    )
+    """A run's row: its score, and its method (precision, protocol, decoding) as its manifest records them."""
     in_file = (manifest or {}).get(benchmark.name, {}).get("records_in_file")
-    return RunSummary(label, method or "-", version, score_records(records, benchmark), in_file)
+    return RunSummary(label, describe_method(manifest), version, score_records(records, benchmark), in_file)
+
+
+def summarize_runs(
+    label: str, runs: Sequence[tuple[Sequence[dict], dict | None]], version: str | None, benchmark: Benchmark = MMAU
+) -> RunSummary:
+    """One row for the repeated runs of one setup, (records, manifest) each: the means, with their spread."""
+    first = summarize(label, runs[0][0], version, runs[0][1], benchmark)
+    if len(runs) == 1:
+        return first
+    scores = tuple(score_records(records, benchmark) for records, _ in runs)
+    seeds = [str((manifest or {}).get("settings", {}).get("seed")) for _, manifest in runs]
+    method = f"{first.method}, {len(runs)} runs (seeds {', '.join(seeds)})"
+    return RunSummary(label, method, version, first.score, first.records_in_file, scores)
 
 
 def column_titles(benchmark: Benchmark) -> tuple[str, ...]:
     return (*(value.title() for value in benchmark.columns[1]), "Average")
 
 
-def run_row(run: RunSummary, benchmark: Benchmark = MMAU) -> Row:
+def figures(score: Score, benchmark: Benchmark) -> tuple[float | None, ...]:
     """Average is the accuracy over all questions, as the official script totals it (R1-AQA's 64.50 is that too)."""
     name, values = benchmark.columns
-    groups = run.score.official.groups[name]
-    return Row(run.label, run.method, (*(groups[value].percent for value in values), run.score.official.total.percent))
+    groups = score.official.groups[name]
+    return (*(groups[value].percent for value in values), score.official.total.percent)
+
+
+def run_row(run: RunSummary, benchmark: Benchmark = MMAU) -> Row:
+    if len(run.repeats) < 2:
+        return Row(run.label, run.method, figures(run.score, benchmark))
+    columns = zip(*(figures(score, benchmark) for score in run.repeats))
+    spreads = tuple(None if None in column else spread(column) for column in columns)
+    return Row(run.label, run.method, tuple(s.mean if s else None for s in spreads), spreads)
 
 
 def reference_rows(version: str | None, benchmark: Benchmark) -> list[Row]:
     return [Row(ref.model, ref.method, ref.values) for ref in benchmark.references.get(version, ())]
 
 
-def cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def cell(value: float | None, spread: Spread | None = None) -> str:
+    if value is None:
+        return "-"
+    if spread is None or spread.low is None:
+        return f"{value:.2f}"
+    return f"{value:.2f} ± {(spread.high - spread.low) / 2:.2f}"
+
+
+def cells(row: Row) -> list[str]:
+    return [cell(value, row.spreads[i] if row.spreads else None) for i, value in enumerate(row.values)]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -88,7 +123,7 @@ def report_markdown(runs: Sequence[RunSummary], benchmark: Benchmark = MMAU) -> 
         rows = [run_row(run, benchmark) for run in group] + reference_rows(version, benchmark)
         table = markdown_table(
             ("Model", "Method", *column_titles(benchmark)),
-            [(row.model, row.method, *map(cell, row.values)) for row in rows],
+            [(row.model, row.method, *cells(row)) for row in rows],
         )
         notes = "\n".join(f"- {note}" for note in run_notes(group, version, benchmark))
         sections.append(f"### Accuracy (%) on {benchmark.version_title(version)}\n\n{table}\n\n{notes}")
@@ -104,6 +139,11 @@ def run_notes(group: Sequence[RunSummary], version: str | None, benchmark: Bench
             note += f"; only {score.n} of the file's {run.records_in_file} questions (not comparable with full runs)"
         if score.missing:
             note += f"; {len(score.missing)} without a prediction, counted wrong"
+        if len(run.repeats) > 1:
+            note += (
+                f"; {len(run.repeats)} seeded runs: mean ± half-width of the 95% interval of the mean "
+                "(Student's t over the runs)"
+            )
         notes.append(note)
     if version is None:
         notes.append("The question file is not a known version: compare only with runs on the very same file.")
@@ -137,6 +177,14 @@ def sweep_markdown(results, version: str | None, holdout: float | None, seed: in
     return "\n".join(lines)
 
 
+def interval_bars(values: Sequence[float], spreads: Sequence[Spread | None]) -> list[list[float]]:
+    """Matplotlib's yerr for the 95% intervals of the means: distances below and above each bar."""
+    known = [(v, s) if s is not None and s.low is not None else (v, None) for v, s in zip(values, spreads)]
+    below = [0.0 if s is None else v - s.low for v, s in known]
+    above = [0.0 if s is None else s.high - v for v, s in known]
+    return [below, above]
+
+
 def bar_chart(runs: Sequence[RunSummary], path: Path, references: bool = True, benchmark: Benchmark = MMAU) -> None:
     """Grouped bars per file version (MMAU: Sound, Music, Speech, Average), written as a PNG with the Agg backend."""
     import numpy as np
@@ -155,8 +203,10 @@ def bar_chart(runs: Sequence[RunSummary], path: Path, references: bool = True, b
         for index, row in enumerate(rows):
             values = [np.nan if value is None else value for value in row.values]
             label = f"{row.model}, {row.method}" if row.method else row.model
-            bars = axes.bar(np.arange(len(titles)) + (index - (len(rows) - 1) / 2) * width, values, width, label=label)
-            axes.bar_label(bars, labels=[cell(value) for value in row.values], fontsize="x-small")
+            errors = interval_bars(values, row.spreads) if row.spreads else None
+            offsets = np.arange(len(titles)) + (index - (len(rows) - 1) / 2) * width
+            bars = axes.bar(offsets, values, width, label=label, yerr=errors, capsize=3 if errors else 0)
+            axes.bar_label(bars, labels=cells(row), fontsize="x-small")
         axes.set_xticks(np.arange(len(titles)), titles)
         axes.set_ylim(0, 100)
         axes.set_ylabel("accuracy (%)")

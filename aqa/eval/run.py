@@ -3,13 +3,18 @@ write the predictions file and its manifest.
 
 `run_eval` writes `preds.json` (the records plus the prediction keys, so the official scorer reads it as is),
 `preds.partial.jsonl` (appended per answer; a rerun skips finished ids) and `preds.manifest.json` (model, precision,
-decoding, batch size, the question file's sha256 and version, missing audio, and each session: device, timings).
+protocol, decoding, seed, batch size, the question file's sha256 and version, missing audio, and each session:
+device, timings). `run_repeated` does N seeded runs of one setup, `preds.run1.json` ... `preds.runN.json`.
+
+With `shuffle_choices` K, each item is also asked with K seeded permutations of its options; their answers are kept
+in the item's `permutations` list, where scoring finds them (the official scorer ignores the field).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import platform
+import random
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -23,13 +28,13 @@ import transformers
 from aqa.answering import answer_many
 from aqa.errors import AQAError, InputError
 from aqa.eval.benchmarks import Benchmark
-from aqa.eval.manifest import Session, companion_paths, read_manifest, write_json
+from aqa.eval.manifest import Session, companion_paths, read_manifest, run_outputs, write_json
+from aqa.eval.protocols import PROTOCOLS, Protocol
 from aqa.eval.questions import QuestionFile, find_audio, load_questions
 from aqa.jsonl import ResumableJsonl, read_jsonl
 from aqa.loading import load
 from aqa.model import HostEmbedding, default_device, default_precision
 from aqa.options import DecodingOptions, ModelSpec, Question, Result
-from aqa.parsing import extract_answer
 
 SHOWN = 10  # ids listed on the terminal before "and N more"
 
@@ -41,10 +46,52 @@ class RunConfig:
     data: Path  # the question file
     audio_dir: Path  # the folder the records' audio paths are relative to
     output: Path  # preds.json; its .partial.jsonl and .manifest.json go beside it
-    decoding: DecodingOptions = DecodingOptions()
-    batch_size: int = 8
+    decoding: DecodingOptions = DecodingOptions()  # under a protocol that fixes decoding: only max_new_tokens counts
+    batch_size: int | None = None  # None: the protocol's (r1-aqa: 32), else 8
     limit: int | None = None  # only the first N records (a smoke test)
     restart: bool = False  # discard earlier answers in the output instead of resuming
+    protocol: str = "greedy"  # a name in PROTOCOLS
+    seed: int | None = None  # seeds sampling (per batch) and the choice permutations; None: unseeded sampling
+    shuffle_choices: int = 0  # K: each item is also asked with K seeded permutations of its options
+
+    @property
+    def rules(self) -> Protocol:
+        return PROTOCOLS[self.protocol]
+
+    @property
+    def batch(self) -> int:
+        return self.batch_size or self.rules.batch_size or 8
+
+    @property
+    def answering(self) -> DecodingOptions:
+        """The decoding the answers are made with: the protocol's own, or the command's; and the seed."""
+        fixed = self.rules.decoding
+        decoding = self.decoding
+        if fixed is not None:
+            decoding = dataclasses.replace(fixed, max_new_tokens=self.decoding.max_new_tokens or fixed.max_new_tokens)
+        return dataclasses.replace(decoding, seed=self.seed)
+
+    def check(self) -> None:
+        """One-line errors for settings that cannot go together, before anything is loaded."""
+        if self.protocol not in PROTOCOLS:
+            raise InputError(f"unknown protocol {self.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+        if self.batch < 1 or (self.limit is not None and self.limit < 1) or self.shuffle_choices < 0:
+            raise InputError("--batch-size and --limit must be at least 1, --shuffle-choices not negative")
+        if self.rules.decoding is not None and (self.decoding.think or self.decoding.sample):
+            raise InputError(
+                f"--protocol {self.protocol} fixes the decoding (the checkpoint's generation config): "
+                "drop --think and --sample"
+            )
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One question the run asks: an item in its own order (order 0) or with its options permuted (1..K)."""
+
+    key: str  # the partial JSONL's id: the item's id, or "ID#k" for its k-th permutation
+    record: dict
+    order: int
+    choices: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -67,24 +114,41 @@ class RunOutcome:
     session: Session  # this invocation
 
 
+def run_repeated(config: RunConfig, runs: int) -> list[RunOutcome]:
+    """`runs` runs of one setup, run i seeded with seed + i - 1, into preds.run1.json ... (one run: preds.json)."""
+    if runs < 1:
+        raise InputError("--runs must be at least 1")
+    if runs > 1 and config.seed is None:
+        raise InputError("--runs needs --seed: each run is seeded from it, so that every run can be repeated")
+    outputs = run_outputs(config.output, runs)
+    seeds = [config.seed] if runs == 1 else [config.seed + number for number in range(runs)]
+    outcomes = []
+    for number, (output, seed) in enumerate(zip(outputs, seeds), start=1):
+        if runs > 1:
+            print(f"== run {number} of {runs} (seed {seed}): {output}", file=sys.stderr)
+        outcomes.append(run_eval(replace(config, output=output, seed=seed)))
+    return outcomes
+
+
 def run_eval(config: RunConfig) -> RunOutcome:
     """Answer the question file (resuming), write the predictions and the manifest; also on Ctrl-C."""
-    if config.batch_size < 1 or (config.limit is not None and config.limit < 1):
-        raise InputError("--batch-size and --limit must be at least 1")
+    config.check()
     plan = plan_run(config)
     questions = plan.questions
     print(
-        f"{questions.version_title} (sha256 {questions.sha256[:12]}...): {len(plan.records)} questions", file=sys.stderr
+        f"{questions.version_title} (sha256 {questions.sha256[:12]}...): {len(plan.records)} questions, "
+        f"{config.rules.label()}",
+        file=sys.stderr,
     )
-    session = Session(started=now(), batch_size=config.batch_size)
+    session = Session(started=now(), batch_size=config.batch)
     save(plan, session)  # the manifest names the settings before the first answer is appended
     report_missing(plan)
     try:
         with ResumableJsonl(companion_paths(config.output)[0], key="id") as partial:
-            key = config.benchmark.id_field
-            todo = [r for r in plan.records if r[key] not in partial.done and str(r[key]) not in plan.missing]
-            print(f"{len(plan.records) - len(todo) - len(plan.missing)} of {len(plan.records)} already answered",
-                  file=sys.stderr)  # fmt: skip
+            asks = plan_asks(plan)
+            todo = [ask for ask in asks if ask.key not in partial.done and key_of(ask.record, plan) not in plan.missing]
+            done = sum(ask.key in partial.done for ask in asks)
+            print(f"{done} of {len(asks)} already answered", file=sys.stderr)
             if todo:
                 for update in answer_records(config, todo, plan.audio, partial, session):
                     session = update  # each answer is on disk; the session keeps the counts for the manifest
@@ -92,6 +156,31 @@ def run_eval(config: RunConfig) -> RunOutcome:
         session = replace(session, stopped=now())
         predictions = save(plan, session)
     return RunOutcome(questions, predictions, session)
+
+
+def key_of(record: dict, plan: Plan) -> str:
+    return str(record[plan.config.benchmark.id_field])
+
+
+def plan_asks(plan: Plan) -> list[Ask]:
+    """Every question of the run: each record in its own order, then its K permutations, in file order."""
+    choices_field = plan.config.benchmark.choices_field
+    asks = []
+    for record in plan.records:
+        rid = key_of(record, plan)
+        asks.append(Ask(rid, record, 0, tuple(record[choices_field])))
+        for order in range(1, plan.config.shuffle_choices + 1):
+            asks.append(
+                Ask(f"{rid}#{order}", record, order, permuted(record[choices_field], plan.config.seed, rid, order))
+            )
+    return asks
+
+
+def permuted(choices, seed: int | None, rid: str, order: int) -> tuple[str, ...]:
+    """The order-th permutation of an item's options, the same whenever asked with the same seed."""
+    shuffled = list(choices)
+    random.Random(f"{seed or 0}:{rid}:{order}").shuffle(shuffled)
+    return tuple(shuffled)
 
 
 def plan_run(config: RunConfig) -> Plan:
@@ -116,12 +205,15 @@ def plan_run(config: RunConfig) -> Plan:
 def run_settings(config: RunConfig, questions: QuestionFile) -> dict:
     """What the answers depend on: a resumed run must use the same, or its answers would mix two setups."""
     device = torch.device(config.model.device) if config.model.device else default_device()
-    decoding = dataclasses.asdict(config.decoding) | {"max_new_tokens": config.decoding.token_budget}
+    decoding = dataclasses.asdict(config.answering) | {"max_new_tokens": config.answering.token_budget}
     return {
         "model": config.model.name,
         "precision": config.model.precision or default_precision(device),
+        "protocol": config.protocol,
         "decoding": decoding,
-        "prompt": "R1-AQA, thinking" if config.decoding.think else "R1-AQA, answer only",
+        "seed": config.seed,
+        "shuffle_choices": config.shuffle_choices,
+        "prompt": "R1-AQA, thinking" if decoding["think"] else "R1-AQA, answer only",
         f"{questions.benchmark.name}_sha256": questions.sha256,
     }
 
@@ -147,7 +239,7 @@ def check_resumable(config: RunConfig, settings: dict) -> list[dict]:
 
 
 def answer_records(
-    config: RunConfig, todo: Sequence[dict], audio: dict[str, Path], partial: ResumableJsonl, session: Session
+    config: RunConfig, todo: Sequence[Ask], audio: dict[str, Path], partial: ResumableJsonl, session: Session
 ) -> Iterator[Session]:
     """Load the model and answer `todo`, appending each answer to the partial JSONL as its batch finishes; yields
     the session, updated, after the load and after each answer."""
@@ -163,16 +255,20 @@ def answer_records(
     yield session
     questions = [
         Question(
-            audio[str(r[benchmark.id_field])],
-            r[benchmark.question_field],
-            tuple(r[benchmark.choices_field]),
+            audio[str(ask.record[benchmark.id_field])],
+            ask.record[benchmark.question_field],
+            ask.choices,
             allow_duplicate_options=True,
+            channel=config.rules.channel,
         )
-        for r in todo
+        for ask in todo
     ]
     clock = time.perf_counter()
-    for index, result in answer_many(model, questions, config.decoding, config.batch_size, progress=True):
-        partial.write([prediction_row(todo[index][benchmark.id_field], result, benchmark)])
+    answers = answer_many(
+        model, questions, config.answering, config.batch, progress=True, keep_order=config.rules.keep_order
+    )
+    for index, result in answers:
+        partial.write([prediction_row(todo[index], result, config)])
         failed = isinstance(result, AQAError)
         session = replace(
             session,
@@ -183,26 +279,18 @@ def answer_records(
         yield session
 
 
-def official_prediction(raw: str) -> str:
-    """R1-AQA's test script: the text of the <answer> tag, or the whole output when there is none, stripped.
-
-    One difference: R1-AQA's regex did not match across lines, so a tag holding a line break fell back to the whole
-    output there; the shared extract_answer reads it (the released model answers on one line).
-    """
-    extracted = extract_answer(raw)
-    return extracted if extracted is not None else raw.strip()
-
-
-def prediction_row(record_id, result: Result | AQAError, benchmark: Benchmark) -> dict:
+def prediction_row(ask: Ask, result: Result | AQAError, config: RunConfig) -> dict:
     """One line of the partial JSONL; keys chosen not to clash with the benchmark's own (its `answer` is the gold
-    one). The prediction goes under every key the benchmark's scorers read."""
+    one). The prediction, as the protocol extracts it, goes under every key the benchmark's scorers read."""
     if isinstance(result, AQAError):
-        return {"id": record_id, "error": str(result)}
+        return {"id": ask.key, "error": str(result)}
     details = result.to_dict()
-    prediction = official_prediction(result.raw)
+    prediction = config.rules.extract(result.raw)
+    order = {"order": ask.order, config.benchmark.choices_field: list(ask.choices)} if ask.order else {}
     return {
-        "id": record_id,
-        **{key: prediction for key in reversed(benchmark.prediction_keys)},
+        "id": ask.key,
+        **order,
+        **{key: prediction for key in reversed(config.benchmark.prediction_keys)},
         "raw_output": details.pop("raw"),
         "aqa_answer": details.pop("answer"),
         "aqa_answer_source": details.pop("answer_source"),
@@ -229,21 +317,32 @@ def latest_rows(path: Path) -> dict[str, dict]:
 
 
 def merge(plan: Plan, rows: dict[str, dict]) -> list[dict]:
-    """The records in file order, each with its answer fields, or an `error` and no prediction."""
+    """The records in file order, each with its answer fields, or an `error` and no prediction; with permutations,
+    the answers to them in order (a missing one as its `order` and `error`)."""
     merged = []
     for record in plan.records:
-        rid = str(record[plan.config.benchmark.id_field])
+        rid = key_of(record, plan)
         extra = {key: value for key, value in rows.get(rid, {}).items() if key != "id"}
         if rid in plan.missing:
             extra = {"error": f"audio file not found: {plan.audio[rid]}"}
+        if plan.config.shuffle_choices:
+            extra["permutations"] = [
+                permutation_row(rows, rid, order) for order in range(1, plan.config.shuffle_choices + 1)
+            ]
         merged.append({**record, **extra})
     return merged
+
+
+def permutation_row(rows: dict[str, dict], rid: str, order: int) -> dict:
+    row = rows.get(f"{rid}#{order}", {"order": order, "error": "not answered yet"})
+    return {key: value for key, value in row.items() if key != "id"}
 
 
 def manifest(plan: Plan, predictions: Sequence[dict], runs: list[dict]) -> dict:
     benchmark = plan.config.benchmark
     key = benchmark.id_field
     errors = {r[key]: r["error"] for r in predictions if "error" in r and str(r[key]) not in plan.missing}
+    permutations = [p for r in predictions for p in r.get("permutations", [])]
     return {
         "benchmark": benchmark.name,
         "model": plan.config.model.name,
@@ -258,6 +357,7 @@ def manifest(plan: Plan, predictions: Sequence[dict], runs: list[dict]) -> dict:
         },
         "audio_dir": str(plan.config.audio_dir),
         "answered": sum(benchmark.prediction_key in record for record in predictions),
+        "answered_permutations": sum(benchmark.prediction_key in p for p in permutations),
         "missing_audio": {"count": len(plan.missing), "ids": sorted(plan.missing)},
         "failed": {"count": len(errors), "errors": errors},
         "runs": runs,

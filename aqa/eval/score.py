@@ -202,3 +202,93 @@ def missing_from(records: Iterable[dict], reference: Sequence[dict], benchmark: 
     """Records of the question file absent from a predictions file, as prediction-less records (counted wrong)."""
     present = {record.get(benchmark.id_field) for record in records}
     return [dict(record) for record in reference if record[benchmark.id_field] not in present]
+
+
+# --- choices in other orders ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderScores:
+    """With --shuffle-choices: accuracy with the options in each order, and how often the chosen option holds."""
+
+    orders: tuple[Tally, ...]  # the file's order, then each permutation (a missing answer counts wrong)
+    consistent: Tally  # items whose chosen option is the same in every order
+
+
+def order_scores(records: Sequence[dict], benchmark: Benchmark = MMAU) -> OrderScores | None:
+    """None when the records hold no permutations (a run without --shuffle-choices)."""
+    count = max((len(record.get("permutations", [])) for record in records), default=0)
+    if not count:
+        return None
+    orders = [Tally() for _ in range(count + 1)]
+    consistent = Tally()
+    for record in records:
+        asked = [record, *({**record, **permutation} for permutation in record.get("permutations", []))]
+        for number, variant in enumerate(asked):
+            orders[number] = orders[number].add(is_correct(variant, benchmark))
+        chosen = [
+            variant.get("aqa_answer") if prediction_of(variant, benchmark) is not None else None for variant in asked
+        ]
+        consistent = consistent.add(len(chosen) == count + 1 and chosen[0] is not None and len(set(chosen)) == 1)
+    return OrderScores(tuple(orders), consistent)
+
+
+def orders_to_dict(scores: OrderScores) -> dict:
+    return {
+        "accuracy_by_order": {
+            ("original" if number == 0 else f"permutation {number}"): tally.percent
+            for number, tally in enumerate(scores.orders)
+        },
+        "consistency": scores.consistent.percent,
+        "consistent_items": [scores.consistent.correct, scores.consistent.total],
+    }
+
+
+# --- repeated runs ------------------------------------------------------------------------------------------------
+
+# Two-sided 95% quantiles of Student's t by degrees of freedom (N - 1 runs), then its large-sample limit.
+T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}  # fmt: skip
+
+
+def t_95(degrees: int) -> float:
+    """The t quantile for `degrees`, from the table (the next smaller tabled degree: a slightly wider interval)."""
+    return T_95[max(d for d in T_95 if d <= degrees)] if degrees <= 120 else 1.960
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One figure over repeated runs: mean, sample standard deviation, and a 95% interval of the mean (Student's t;
+    it says how far the mean of this many seeded runs moves, not how far a different question set would)."""
+
+    values: tuple[float, ...]
+    mean: float
+    std: float | None  # None for a single run
+    low: float | None
+    high: float | None
+
+
+def spread(values: Sequence[float]) -> Spread:
+    values = tuple(values)
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return Spread(values, round(mean, 2), None, None, None)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    half = t_95(len(values) - 1) * std / len(values) ** 0.5
+    return Spread(values, round(mean, 2), round(std, 2), round(mean - half, 2), round(mean + half, 2))
+
+
+def repeated_to_dict(scores: Sequence[Score], benchmark: Benchmark = MMAU) -> dict:
+    """Each run's figures, and per column and overall their mean, standard deviation and 95% interval."""
+    heads = [headline(score.official, benchmark) for score in scores]
+    columns = [*benchmark.columns[1], "total"]
+    spreads = {
+        name: spread([head[name] for head in heads]) for name in columns if all(h[name] is not None for h in heads)
+    }
+    return {
+        "runs": [score_to_dict(score, benchmark) for score in scores],
+        "n_runs": len(scores),
+        "mean": {name: s.mean for name, s in spreads.items()},
+        "std": {name: s.std for name, s in spreads.items()},
+        "ci95": {name: [s.low, s.high] for name, s in spreads.items()},
+    }
