@@ -24,9 +24,16 @@ elif [ -d "$before/aqa" ]; then
 else
     git -C "$root" archive "$before" aqa | tar -x -C "$tree"
 fi
-# The same measuring code on both sides: aqa/bench.py and the CLI's wiring of it (a BEFORE older than the package's
-# split into aqa/cli/ and aqa/answering.py, commit "One house without cycles", cannot run it).
-[ "$tree" = "$root" ] || { cp "$root/aqa/bench.py" "$tree/aqa/" && mkdir -p "$tree/aqa/cli" && cp "$root/aqa/cli/bench.py" "$tree/aqa/cli/"; }
+# The same measuring code on both sides (aqa/bench.py and its CLI wiring) where the BEFORE package has today's layout
+# (aqa/cli/, aqa/answering.py); an older package measures itself with its own code (aqa/bench_measure.py), which
+# measured the same figures the same way before the layout changed.
+if [ "$tree" != "$root" ]; then
+    if [ -d "$tree/aqa/cli" ] && [ -f "$tree/aqa/answering.py" ]; then
+        cp "$root/aqa/bench.py" "$tree/aqa/" && cp "$root/aqa/cli/bench.py" "$tree/aqa/cli/"
+    else
+        echo "note: $before predates aqa/cli/: its own measuring code runs on the before side" >&2
+    fi
+fi
 mkdir -p "$out"
 out=$(cd "$out" && pwd)  # each side runs in its own folder
 run() {  # run SIDE ROUND ARGS...: one bench on the package as it was (before) or is (after)
