@@ -24,6 +24,20 @@ MMAU_DIR = Path(os.environ.get("AQA_MMAU_DIR") or ROOT.parent / "shared" / "data
 MMAU_VERSIONS = ("2025-01-28", "2025-03-25", "2025-08-09")
 
 
+MMAR_DIR = Path(os.environ.get("AQA_MMAR_DIR") or ROOT.parent / "shared" / "data" / "mmar")
+
+
+def mmar_meta() -> Path:
+    """MMAR's question file (MMAR-meta.jsonl), or a skip that says how to get it."""
+    path = MMAR_DIR / "MMAR-meta.jsonl"
+    if not path.is_file():
+        pytest.skip(
+            "needs MMAR's question file MMAR-meta.jsonl: put it in a folder and set AQA_MMAR_DIR to it "
+            "(README, 'MMAR and other benchmarks': github.com/ddlBoJack/MMAR)"
+        )
+    return path
+
+
 def mmau_file(version: str) -> Path:
     """The MMAU test-mini question file of `version`, or a skip that says how to get it."""
     path = MMAU_DIR / f"mmau-test-mini.{version}.json"

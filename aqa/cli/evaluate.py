@@ -1,9 +1,10 @@
-"""`aqa mmau run|score|report|sweep`: evaluation on a benchmark's question file, wired to `aqa.eval`.
+"""`aqa eval run|score|report|sweep --benchmark NAME`: evaluation on a benchmark's question file, wired to `aqa.eval`.
 
-aqa mmau run --data data/mmau-test-mini.2025-03-25.json --audio-dir data/MMAU --output runs/r1-aqa/preds.json
-aqa mmau score runs/r1-aqa/preds.json
-aqa mmau report runs/r1-aqa/preds.json --output runs/report.md --chart runs/report.png
-aqa mmau sweep --checkpoints out/checkpoint-* --data ... --audio-dir ... --output-dir runs/sweep --holdout 0.5
+    aqa eval run --benchmark mmar --data MMAR/MMAR-meta.jsonl --audio-dir MMAR --output runs/mmar/preds.json
+    aqa eval score runs/mmar/preds.json --benchmark mmar
+    aqa eval run --benchmark custom --data dev.jsonl --audio-dir clips --audio-field wav --group-by speaker ...
+
+`aqa mmau ...` (aqa/cli/mmau.py) is the same with the benchmark fixed to MMAU test-mini.
 """
 
 from __future__ import annotations
@@ -15,33 +16,74 @@ from pathlib import Path
 
 from aqa.cli.args import add_decoding_args, add_model_args, decoding_options, model_spec
 from aqa.errors import InputError
-from aqa.eval.benchmarks import BENCHMARKS, Benchmark
+from aqa.eval.benchmarks import BENCHMARKS, CUSTOM, Benchmark, custom_benchmark
 from aqa.eval.manifest import companion_paths, manifest_version, read_manifest, run_files, run_outputs, write_json
 from aqa.eval.protocols import PROTOCOLS
 from aqa.eval.questions import load_questions, read_predictions, with_reference
 from aqa.eval.report import RunSummary, bar_chart, report_markdown, summarize, summarize_runs, sweep_markdown
 from aqa.eval.score import format_score, order_scores, orders_to_dict, repeated_to_dict, score_records, score_to_dict
 
+CUSTOM_FIELDS = ("audio_field", "question_field", "choices_field", "answer_field", "id_field", "group_by")
+
 
 def add_command(commands) -> None:
-    parser = commands.add_parser("mmau", help="MMAU test-mini evaluation: run, score, report, sweep")
-    parser.set_defaults(benchmark="mmau")
+    parser = commands.add_parser(
+        "eval", help="evaluation on MMAU, MMAR or any multiple-choice file: run, score, report, sweep"
+    )
+    add_steps(parser, fixed=None)
+
+
+def add_steps(parser: argparse.ArgumentParser, fixed: str | None) -> None:
+    """The four steps; with `fixed` (aqa mmau) the benchmark is that one, else each step takes --benchmark."""
     steps = parser.add_subparsers(required=True, metavar="STEP")
     for add in (add_run, add_score, add_report, add_sweep):
-        add(steps)
+        add_benchmark_args(add(steps), fixed)
 
 
-def benchmark_of(args: argparse.Namespace) -> Benchmark:
-    return BENCHMARKS[args.benchmark]
+def add_benchmark_args(parser: argparse.ArgumentParser, fixed: str | None) -> None:
+    if fixed:
+        parser.set_defaults(benchmark=fixed, **dict.fromkeys(CUSTOM_FIELDS))
+        return
+    group = parser.add_argument_group("benchmark")
+    group.add_argument(
+        "--benchmark",
+        required=True,
+        choices=(*BENCHMARKS, CUSTOM),
+        help="mmau (test-mini), mmar, or custom: any JSON or JSON-lines file of questions, its fields named below",
+    )
+    for name, default in (("audio", "audio"), ("question", "question"), ("choices", "choices"), ("answer", "answer")):
+        group.add_argument(f"--{name}-field", help=f"custom: the field holding the {name} (default {default})")
+    group.add_argument("--id-field", help="custom: the field holding each question's unique id (default id)")
+    group.add_argument(
+        "--group-by", action="append", help="custom: a field to report accuracy by (repeat it; the first is the table)"
+    )
+
+
+def benchmark_of(args: argparse.Namespace, manifest: dict | None = None) -> Benchmark:
+    """The benchmark the arguments name; a custom one from its field flags, else from a run's manifest."""
+    given = {name: getattr(args, name) for name in CUSTOM_FIELDS if getattr(args, name) is not None}
+    if args.benchmark != CUSTOM:
+        if given:
+            raise InputError(f"--{next(iter(given)).replace('_', '-')} names a field of --benchmark custom only")
+        return BENCHMARKS[args.benchmark]
+    fields = dict((manifest or {}).get("benchmark_fields", {}))
+    fields.update(given)
+    if "title" not in fields and getattr(args, "data", None):
+        fields["title"] = f"custom ({args.data.name})"
+    fields["group_by"] = tuple(fields.get("group_by") or ())
+    return custom_benchmark(**fields)
 
 
 # --- run --------------------------------------------------------------------------------------------------------
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path, help="the question file, e.g. mmau-test-mini.json")
+    parser.add_argument("--data", required=True, type=Path, help="the question file (mmau-test-mini.json, ...)")
     parser.add_argument(
-        "--audio-dir", required=True, type=Path, help="folder holding test-mini-audios/ (or the clips themselves)"
+        "--audio-dir",
+        required=True,
+        type=Path,
+        help="the folder the records' audio paths are relative to (MMAU: holding test-mini-audios/; MMAR: audio/)",
     )
     parser.add_argument("--batch-size", type=int, help="default 8 (32 under --protocol r1-aqa)")
     parser.add_argument("--limit", type=int, help="only the first N records (a smoke test)")
@@ -65,7 +107,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     add_decoding_args(parser)
 
 
-def add_run(steps) -> None:
+def add_run(steps) -> argparse.ArgumentParser:
     parser = steps.add_parser("run", help="answer the questions; appends as it goes, reruns resume")
     add_model_args(parser)
     add_run_args(parser)
@@ -78,6 +120,7 @@ def add_run(steps) -> None:
         "each run, the mean, the standard deviation and a 95%% interval",
     )
     parser.set_defaults(run=command_run)
+    return parser
 
 
 def run_config(args: argparse.Namespace, output: Path, name: str | None = None):
@@ -122,7 +165,7 @@ def title(summary: RunSummary, path: Path, benchmark: Benchmark) -> str:
 # --- score and report -------------------------------------------------------------------------------------------
 
 
-def add_score(steps) -> None:
+def add_score(steps) -> argparse.ArgumentParser:
     parser = steps.add_parser("score", help="score predictions with the official rule (and a strict one)")
     parser.add_argument(
         "predictions", type=Path, help="preds.json: the records with their predictions (or the name --runs wrote to)"
@@ -130,15 +173,17 @@ def add_score(steps) -> None:
     parser.add_argument("--data", type=Path, help="the question file: checks the version, counts absent records wrong")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=command_score)
+    return parser
 
 
 def command_score(args: argparse.Namespace) -> int:
     """One predictions file: its score (and each order's, with shuffled choices). The runs of `--runs`: each run's
     score, then the mean, standard deviation and 95% interval."""
-    benchmark = benchmark_of(args)
+    files = run_files(args.predictions)
+    benchmark = benchmark_of(args, read_manifest(files[0]))
     questions = load_questions(args.data, benchmark) if args.data else None
     runs = []
-    for path in run_files(args.predictions):
+    for path in files:
         records = read_predictions(path, benchmark)
         runs.append((path, with_reference(records, questions) if questions else records, read_manifest(path)))
     version = questions.version if questions else manifest_version(runs[0][2], benchmark.name)
@@ -179,19 +224,20 @@ def format_orders(orders: dict) -> str:
     return "\n".join(lines)
 
 
-def add_report(steps) -> None:
+def add_report(steps) -> argparse.ArgumentParser:
     parser = steps.add_parser("report", help="R1-AQA's Markdown table and a bar chart, labelled with the version")
     parser.add_argument("predictions", nargs="+", type=Path, help="one preds.json per run")
     parser.add_argument("--label", action="append", default=[], help="a row's model name, once per run, in order")
     parser.add_argument("--output", type=Path, help="write the Markdown here (default: print it)")
     parser.add_argument("--chart", type=Path, help="write a bar chart PNG here")
     parser.set_defaults(run=command_report)
+    return parser
 
 
 def command_report(args: argparse.Namespace) -> int:
     if args.label and len(args.label) != len(args.predictions):
         raise InputError(f"give one --label per predictions file ({len(args.predictions)}), or none")
-    benchmark = benchmark_of(args)
+    benchmark = benchmark_of(args, read_manifest(run_files(args.predictions[0])[0]))
     runs = []
     for number, path in enumerate(args.predictions):
         repeats = [(read_predictions(file, benchmark), read_manifest(file)) for file in run_files(path)]
@@ -217,7 +263,7 @@ def emit(text: str, path: Path | None) -> None:
 # --- sweep ------------------------------------------------------------------------------------------------------
 
 
-def add_sweep(steps) -> None:
+def add_sweep(steps) -> argparse.ArgumentParser:
     parser = steps.add_parser("sweep", help="evaluate many checkpoints, one table (see the README on selection)")
     parser.add_argument("--checkpoints", nargs="+", required=True, help="checkpoint directories (or hub ids)")
     add_model_args(parser, name=False)
@@ -231,6 +277,7 @@ def add_sweep(steps) -> None:
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the held-out split (default 0)")
     parser.add_argument("--chart", type=Path, help="write a bar chart PNG of the checkpoints here")
     parser.set_defaults(run=command_sweep)
+    return parser
 
 
 def command_sweep(args: argparse.Namespace) -> int:

@@ -24,15 +24,22 @@ class Benchmark:
     name: str  # the command-line name: `aqa eval run --benchmark NAME`
     title: str  # how reports name it
     audio_field: str  # each record's audio path, relative to --audio-dir
-    columns: tuple[str, tuple[str, ...]]  # the grouping the report's table shows as columns, and its values in order
-    groupings: tuple[tuple[str, tuple[str, ...]], ...]  # every grouping scored: field, values always listed (or ())
+    # The grouping the report's table shows as columns and its values in order (none: the values found, sorted).
+    columns: tuple[str | None, tuple[str, ...]]
+    # Every grouping scored: the field and its values, always listed (fields with listed values must be in every
+    # record, as the official scorer needs them; with none, the values found are scored and the field is optional).
+    groupings: tuple[tuple[str, tuple[str, ...]], ...]
     prediction_key: str  # the key the official scorer reads the prediction from
     id_field: str = "id"
     question_field: str = "question"
     choices_field: str = "choices"
     answer_field: str = "answer"  # the correct option's text
     other_prediction_keys: tuple[str, ...] = ()  # also read (after prediction_key) and written beside it
-    nested_groupings: dict[str, str] = field(default_factory=dict)  # grouping field -> JSON key of its nested table
+    nested_groupings: dict[str, str] = field(default_factory=dict)  # a grouping without listed values -> its JSON key
+    column_titles: tuple[str, ...] = ()  # the table's titles of the column values (default: the values, titled)
+    # Whether the official scorer leaves records without a prediction out of its accuracy (MMAR's does, and its
+    # leaderboard quotes that) rather than counting them wrong (this project's choice where no such number is quoted).
+    skips_missing: bool = False
     versions: dict[str, str] = field(default_factory=dict)  # sha256 of a known question file -> its version
     references: dict[str, tuple[Reference, ...]] = field(default_factory=dict)  # version -> published rows
     audio_hint: str = "the folder the records' audio paths are relative to"  # what --audio-dir is
@@ -42,15 +49,22 @@ class Benchmark:
         return (self.prediction_key, *self.other_prediction_keys)
 
     @property
+    def listed_groupings(self) -> tuple[str, ...]:
+        return tuple(name for name, values in self.groupings if values)
+
+    @property
     def record_fields(self) -> tuple[str, ...]:
         """What every record of a question file must have."""
         fields = (self.id_field, self.audio_field, self.question_field, self.choices_field, self.answer_field)
-        return fields + tuple(name for name, _ in self.groupings)
+        return fields + self.listed_groupings
 
     @property
     def scored_fields(self) -> tuple[str, ...]:
         """What scoring needs of a predictions file."""
-        return (self.id_field, self.choices_field, self.answer_field, *(name for name, _ in self.groupings))
+        return (self.id_field, self.choices_field, self.answer_field, *self.listed_groupings)
+
+    def nested_key(self, grouping: str) -> str:
+        return self.nested_groupings.get(grouping, grouping)
 
     def version_title(self, version: str | None) -> str:
         return f"{self.title}, {'unknown version' if version is None else f'version {version}'}"
@@ -68,6 +82,7 @@ MMAU = Benchmark(
     title="MMAU test-mini",
     audio_field="audio_id",  # "./test-mini-audios/<id>.wav", relative to the MMAU folder
     columns=("task", ("sound", "music", "speech")),
+    column_titles=("Sound", "Music", "Speech"),
     groupings=(
         ("task", ("sound", "music", "speech")),
         ("difficulty", ("easy", "medium", "hard")),
@@ -92,4 +107,80 @@ MMAU = Benchmark(
     audio_hint="the folder that holds test-mini-audios/",
 )
 
-BENCHMARKS = {benchmark.name: benchmark for benchmark in (MMAU,)}
+MMAR_README = "MMAR's README leaderboard (github.com/ddlBoJack/MMAR), not measured here"
+MMAR_MODALITIES = (
+    "sound",
+    "music",
+    "speech",
+    "mix-sound-music",
+    "mix-sound-speech",
+    "mix-music-speech",
+    "mix-sound-music-speech",
+)
+MMAR_ROWS = (
+    Reference("R1-AQA", "(reported)", (55.8, 37.4, 49.0, 9.1, 50.0, 50.0, 50.0, 47.6), MMAR_README),
+    Reference("Qwen2-Audio-Instruct", "(reported)", (33.3, 24.3, 32.3, 9.1, 31.2, 30.5, 25.0, 30.0), MMAR_README),
+    # the leaderboard lists Qwen2.5-Omni-7B by its size in all, 10.7B
+    Reference("Qwen2.5-Omni 7B", "(reported)", (58.8, 40.8, 59.9, 54.5, 61.9, 67.1, 58.3, 56.7), MMAR_README),
+)
+
+MMAR = Benchmark(
+    name="mmar",
+    title="MMAR",
+    audio_field="audio_path",  # "./audio/<id>.wav", relative to the folder of MMAR-meta.jsonl and audio/
+    columns=("modality", MMAR_MODALITIES),
+    column_titles=("Sound", "Music", "Speech", "Sound-Music", "Sound-Speech", "Music-Speech", "Sound-Music-Speech"),
+    groupings=(
+        ("modality", MMAR_MODALITIES),
+        ("category", ("Signal Layer", "Perception Layer", "Semantic Layer", "Cultural Layer")),
+        ("sub-category", ()),
+    ),
+    prediction_key="answer_prediction",  # what MMAR's code/evaluation.py reads
+    nested_groupings={"sub-category": "subcategories"},
+    skips_missing=True,
+    # The meta file as the MMAR repository holds it today (commit a355584 of 2026-02-16, which added the rubrics; the
+    # leaderboard's numbers were published earlier, in 2025, and may come from an earlier file of the same questions).
+    versions={"1c9a343e7bebf1037482b935c54eacd43cc63df7b2c668724b5560caf1f84fad": "2026-02-16"},
+    references={"2026-02-16": MMAR_ROWS},
+    audio_hint="the folder that holds audio/ (MMAR's clips, from the Hugging Face dataset BoJack/MMAR)",
+)
+
+BENCHMARKS = {benchmark.name: benchmark for benchmark in (MMAU, MMAR)}
+CUSTOM = "custom"  # `--benchmark custom`: any JSON or JSON-lines file, its fields named by flags
+
+
+def custom_benchmark(
+    audio_field: str = "audio",
+    question_field: str = "question",
+    choices_field: str = "choices",
+    answer_field: str = "answer",
+    id_field: str = "id",
+    group_by: tuple[str, ...] = (),
+    title: str = "custom benchmark",
+) -> Benchmark:
+    """A team's own multiple-choice file: accuracy by MMAU's rule, grouped by any fields, the first as the columns."""
+    return Benchmark(
+        name=CUSTOM,
+        title=title,
+        audio_field=audio_field,
+        id_field=id_field,
+        question_field=question_field,
+        choices_field=choices_field,
+        answer_field=answer_field,
+        columns=(group_by[0] if group_by else None, ()),
+        groupings=tuple((name, ()) for name in group_by),
+        prediction_key="model_output",
+    )
+
+
+def custom_fields(benchmark: Benchmark) -> dict:
+    """What rebuilds a custom benchmark (kept in its runs' manifests): custom_benchmark(**fields)."""
+    return {
+        "audio_field": benchmark.audio_field,
+        "question_field": benchmark.question_field,
+        "choices_field": benchmark.choices_field,
+        "answer_field": benchmark.answer_field,
+        "id_field": benchmark.id_field,
+        "group_by": [name for name, _ in benchmark.groupings],
+        "title": benchmark.title,
+    }

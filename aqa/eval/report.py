@@ -6,7 +6,7 @@ of 1000 items between its 2025-03-25 and 2025-08-09 files, and numbers from diff
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,23 +68,45 @@ def summarize_runs(
     return RunSummary(label, method, version, first.score, first.records_in_file, scores)
 
 
-def column_titles(benchmark: Benchmark) -> tuple[str, ...]:
-    return (*(value.title() for value in benchmark.columns[1]), "Average")
+@dataclass(frozen=True)
+class Columns:
+    """The table's columns: the values of one grouping (MMAU: the tasks), then the average."""
+
+    grouping: str | None
+    values: tuple[str, ...]
+    titles: tuple[str, ...]  # one per value, then "Average"
 
 
-def figures(score: Score, benchmark: Benchmark) -> tuple[float | None, ...]:
+def table_columns(benchmark: Benchmark, scores: Iterable[Score] = ()) -> Columns:
+    """The benchmark's columns; for one that lists no values (a custom file), the values the scores hold, sorted."""
+    grouping, values = benchmark.columns
+    if grouping is not None and not values:
+        values = tuple(sorted({value for score in scores for value in score.official.groups[grouping]}))
+    titles = (
+        benchmark.column_titles if benchmark.column_titles and len(benchmark.column_titles) == len(values) else values
+    )
+    return Columns(grouping, values, (*titles, "Average"))
+
+
+def figures(score: Score, columns: Columns) -> tuple[float | None, ...]:
     """Average is the accuracy over all questions, as the official script totals it (R1-AQA's 64.50 is that too)."""
-    name, values = benchmark.columns
-    groups = score.official.groups[name]
-    return (*(groups[value].percent for value in values), score.official.total.percent)
+    groups = score.official.groups.get(columns.grouping, {})
+    return (
+        *(groups[value].percent if value in groups else None for value in columns.values),
+        score.official.total.percent,
+    )
 
 
-def run_row(run: RunSummary, benchmark: Benchmark = MMAU) -> Row:
+def run_row(run: RunSummary, columns: Columns) -> Row:
     if len(run.repeats) < 2:
-        return Row(run.label, run.method, figures(run.score, benchmark))
-    columns = zip(*(figures(score, benchmark) for score in run.repeats))
-    spreads = tuple(None if None in column else spread(column) for column in columns)
+        return Row(run.label, run.method, figures(run.score, columns))
+    values = zip(*(figures(score, columns) for score in run.repeats))
+    spreads = tuple(None if None in column else spread(column) for column in values)
     return Row(run.label, run.method, tuple(s.mean if s else None for s in spreads), spreads)
+
+
+def run_scores(runs: Sequence[RunSummary]) -> list[Score]:
+    return [score for run in runs for score in (run.repeats or (run.score,))]
 
 
 def reference_rows(version: str | None, benchmark: Benchmark) -> list[Row]:
@@ -120,9 +142,10 @@ def report_markdown(runs: Sequence[RunSummary], benchmark: Benchmark = MMAU) -> 
     """One table per file version among the runs, in R1-AQA's format, with notes on what each row covers."""
     sections = []
     for version, group in grouped(runs).items():
-        rows = [run_row(run, benchmark) for run in group] + reference_rows(version, benchmark)
+        columns = table_columns(benchmark, run_scores(group))
+        rows = [run_row(run, columns) for run in group] + reference_rows(version, benchmark)
         table = markdown_table(
-            ("Model", "Method", *column_titles(benchmark)),
+            ("Model", "Method", *columns.titles),
             [(row.model, row.method, *cells(row)) for row in rows],
         )
         notes = "\n".join(f"- {note}" for note in run_notes(group, version, benchmark))
@@ -154,13 +177,14 @@ def run_notes(group: Sequence[RunSummary], version: str | None, benchmark: Bench
 
 def sweep_markdown(results, version: str | None, holdout: float | None, seed: int, benchmark: Benchmark = MMAU) -> str:
     """One row per checkpoint; with a held-out split, the pick on the selection part and its held-out accuracy."""
-    header = ["Checkpoint", *column_titles(benchmark)]
+    columns = table_columns(benchmark, [result[1] for result in results])
+    header = ["Checkpoint", *columns.titles]
     if holdout is not None:
         header += ["Selection", "Held-out"]
         best = max(results, key=lambda result: result[2].official.total.percent or 0.0)[0]
     rows = []
     for name, score, selection, held in results:
-        row = [name, *map(cell, run_row(RunSummary(name, "", version, score, None), benchmark).values)]
+        row = [name, *map(cell, figures(score, columns))]
         if holdout is not None:
             row += [cell(selection.official.total.percent), cell(held.official.total.percent)]
             row[0] = f"**{name}** (picked)" if name == best else name
@@ -191,13 +215,14 @@ def bar_chart(runs: Sequence[RunSummary], path: Path, references: bool = True, b
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    titles = column_titles(benchmark)
     groups = grouped(runs)
     figure = Figure(figsize=(12, 4.5 * len(groups)))
     FigureCanvasAgg(figure)  # non-interactive: no display, no global pyplot state
     for number, (version, group) in enumerate(groups.items(), start=1):
         axes = figure.add_subplot(len(groups), 1, number)
-        rows = [run_row(run, benchmark) for run in group]
+        columns = table_columns(benchmark, run_scores(group))
+        titles = columns.titles
+        rows = [run_row(run, columns) for run in group]
         rows += reference_rows(version, benchmark) if references else []
         width = 0.8 / len(rows)
         for index, row in enumerate(rows):

@@ -27,7 +27,7 @@ import transformers
 
 from aqa.answering import answer_many
 from aqa.errors import AQAError, InputError
-from aqa.eval.benchmarks import Benchmark
+from aqa.eval.benchmarks import CUSTOM, Benchmark, custom_fields
 from aqa.eval.manifest import Session, companion_paths, read_manifest, run_outputs, write_json
 from aqa.eval.protocols import PROTOCOLS, Protocol
 from aqa.eval.questions import QuestionFile, find_audio, load_questions
@@ -343,8 +343,10 @@ def manifest(plan: Plan, predictions: Sequence[dict], runs: list[dict]) -> dict:
     key = benchmark.id_field
     errors = {r[key]: r["error"] for r in predictions if "error" in r and str(r[key]) not in plan.missing}
     permutations = [p for r in predictions for p in r.get("permutations", [])]
+    fields = {"benchmark_fields": custom_fields(benchmark)} if benchmark.name == CUSTOM else {}
     return {
         "benchmark": benchmark.name,
+        **fields,
         "model": plan.config.model.name,
         "settings": plan.settings,
         benchmark.name: {

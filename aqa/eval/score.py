@@ -3,8 +3,10 @@ beside it.
 
 The official rule: lowercase both texts and take their sets of words (`\\b\\w+\\b`); a prediction is correct iff it
 holds every word of the answer and none of the words that occur only in wrong choices; a prediction with no words is
-wrong. The official scripts read one key (MMAU's `model_output`) and silently skip records without it, so a run that
-lost answers looks better than it is; here such a record counts as wrong and is reported.
+wrong. The official scripts read one key (MMAU's `model_output`, MMAR's `answer_prediction`) and silently skip records
+without it, so a run that lost answers looks better than it is; here such a record counts as wrong and is reported,
+except where a benchmark's published numbers are its script's (MMAR): there the accuracy is the script's, and the
+count of missing predictions and the accuracy counting them wrong are given beside it.
 
 The strict metric asks the aqa parser instead: the text of the `<answer>` tag (when the raw output is kept) must map
 unambiguously to the correct option. The gap between the two shows how much the lenient rule moves the score.
@@ -105,10 +107,11 @@ def tally(records: Sequence[dict], correct: Callable[[dict], bool], benchmark: B
 
 @dataclass(frozen=True)
 class Score:
-    official: Accuracy  # every record; no prediction = wrong
-    strict: Accuracy  # the aqa parser against the correct option
+    official: Accuracy  # every record, no prediction = wrong (or, where the benchmark skips missing, the answered)
+    strict: Accuracy  # the aqa parser against the correct option, over the same records
     answered_only: Tally  # what the official script prints: records without a prediction skipped
     missing: tuple[str, ...] = field(default=())  # ids of records with no prediction
+    missing_as_wrong: Tally = field(default_factory=Tally)  # over every record, no prediction = wrong
 
     @property
     def n(self) -> int:
@@ -119,12 +122,14 @@ def score_records(records: Sequence[dict], benchmark: Benchmark = MMAU) -> Score
     """Score records carrying a prediction under one of the benchmark's prediction keys."""
     missing = tuple(str(r.get(benchmark.id_field)) for r in records if prediction_of(r, benchmark) is None)
     answered = [record for record in records if prediction_of(record, benchmark) is not None]
-    answered_only = Tally(sum(is_correct(record, benchmark) for record in answered), len(answered))
+    correct = sum(is_correct(record, benchmark) for record in answered)
+    scored = answered if benchmark.skips_missing else records
     return Score(
-        tally(records, lambda record: is_correct(record, benchmark), benchmark),
-        tally(records, lambda record: is_strictly_correct(record, benchmark), benchmark),
-        answered_only,
+        tally(scored, lambda record: is_correct(record, benchmark), benchmark),
+        tally(scored, lambda record: is_strictly_correct(record, benchmark), benchmark),
+        Tally(correct, len(answered)),
         missing,
+        Tally(correct, len(records)),
     )
 
 
@@ -135,11 +140,10 @@ def headline(accuracy: Accuracy, benchmark: Benchmark = MMAU) -> dict:
     for name, values in benchmark.groupings:
         if values:
             row.update({value: accuracy.groups[name][value].percent for value in values})
-    for name, _ in benchmark.groupings:
-        if name in benchmark.nested_groupings:
-            row[benchmark.nested_groupings[name]] = {
-                value: tally.percent for value, tally in sorted(accuracy.groups[name].items())
-            }
+    for name, values in benchmark.groupings:
+        if not values:
+            groups = sorted(accuracy.groups[name].items())
+            row[benchmark.nested_key(name)] = {value: tally.percent for value, tally in groups}
     row["total"] = accuracy.total.percent
     return row
 
@@ -153,6 +157,7 @@ def score_to_dict(score: Score, benchmark: Benchmark = MMAU) -> dict:
         "missing": len(score.missing),
         "missing_ids": list(score.missing),
         "answered_only_total": score.answered_only.percent,
+        "missing_as_wrong_total": score.missing_as_wrong.percent,
         "strict": headline(score.strict, benchmark),
         "counts": {
             "total": [score.official.total.correct, score.n],
@@ -186,11 +191,18 @@ def percent(value: float | None) -> str:
 
 
 def missing_lines(score: Score, shown: int = 10) -> list[str]:
+    records = score.missing_as_wrong.total
     if not score.missing:
-        return [f"every one of the {score.n} records has a prediction"]
+        return [f"every one of the {records} records has a prediction"]
     ids = ", ".join(score.missing[:shown]) + (
         f" and {len(score.missing) - shown} more" if len(score.missing) > shown else ""
     )
+    if score.n < records:  # the benchmark's own scorer skips them, and so do the figures above
+        return [
+            f"missing predictions: {len(score.missing)} of {records}, left out above as the official evaluation.py "
+            f"leaves them out: {ids}",
+            f"(counted wrong, the total would be {percent(score.missing_as_wrong.percent)} over {records})",
+        ]
     return [
         f"missing predictions: {len(score.missing)} of {score.n}, counted wrong above: {ids}",
         f"(the official evaluation.py silently skips them and would print {percent(score.answered_only.percent)} "
