@@ -23,13 +23,14 @@ _EXPORTS = {
     "Timings": "aqa.options",
     "answer": "aqa.answering",
     "answer_many": "aqa.answering",
+    "answer_stream": "aqa.answering",
     "DEFAULT_MODEL": "aqa.defaults",
     "AQAError": "aqa.errors",
     "AudioError": "aqa.errors",
     "InputError": "aqa.errors",
     "ModelError": "aqa.errors",
     "AQAModel": "aqa.model",
-    "load_model": "aqa.model",
+    "load_model": "aqa.loading",
     "build_messages": "aqa.prompt",
     "build_prompt": "aqa.prompt",
 }
@@ -48,6 +49,7 @@ __all__ = [
     "Timings",
     "answer",
     "answer_many",
+    "answer_stream",
     "build_messages",
     "build_prompt",
     "extract_answer",
@@ -57,11 +59,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from aqa.answering import answer, answer_many
+    from aqa.answering import answer, answer_many, answer_stream
     from aqa.audio import SAMPLE_RATE, load_audio
     from aqa.defaults import DEFAULT_MODEL
     from aqa.errors import AQAError, AudioError, InputError, ModelError
-    from aqa.model import AQAModel, load_model
+    from aqa.loading import load_model
+    from aqa.model import AQAModel
     from aqa.options import DecodingOptions, ModelSpec, Question, Result, Timings
     from aqa.parsing import extract_answer, parse_answer
     from aqa.prompt import build_messages, build_prompt

@@ -2,6 +2,7 @@
 
     aqa.answer(model, "clip.wav", "What is it?", ["Dog", "Cat"])                   # one question
     for index, result in aqa.answer_many(model, questions, batch_size=16): ...      # many, batched
+    for piece in aqa.answer_stream(model, "clip.wav", "What is it?", ["Dog", "Cat"]): ...  # text as it comes
 
 In greedy answer mode (the default) the options are scored first: that pass also shows which answers greedy
 decoding would write (an option, then the end token, as R1-AQA usually answers), and only the others are generated.
@@ -10,12 +11,15 @@ decoding would write (an option, then the end token, as R1-AQA usually answers),
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import torch
 from tqdm.auto import tqdm
+from transformers import TextIteratorStreamer
+from transformers.generation.streamers import BaseStreamer
 
 from aqa.audio import CHUNK_LENGTH, SAMPLE_RATE, AudioInput
 from aqa.errors import AQAError
@@ -82,10 +86,84 @@ def run_batch(model: AQAModel, batch: Batch, decoding: DecodingOptions) -> list[
     return [next(results) if isinstance(item, Prepared) else item for item in batch.items]
 
 
+def answer_stream(
+    model: AQAModel,
+    audio: AudioInput,
+    question: str,
+    options: Sequence[str],
+    decoding: DecodingOptions = DecodingOptions(),
+    stop: threading.Event | None = None,
+) -> Iterator[str | Result]:
+    """Answer one question, yielding the generated text piece by piece as it comes, then the Result.
+
+    The pieces put together are the Result's `raw`. Setting `stop` (or closing the iterator) ends generation at the
+    next token; the Result then holds the text so far, and the model is free for the next question at once. Raises
+    AQAError on bad input, before anything is yielded.
+    """
+    batch = prepare_batch(model, [Question(audio, question, tuple(options))], decoding.think)
+    if isinstance(batch.items[0], AQAError):
+        raise batch.items[0]
+    stop = stop or threading.Event()
+    streamer = TokenStreamer(
+        model.tokenizer, skip_prompt=True, skip_special_tokens=True, clean_up_tokenization_spaces=False
+    )
+    outcome: dict = {}
+
+    def work() -> None:  # generation runs here; the caller's thread reads the streamer
+        try:
+            outcome["result"] = answer_batch(model, batch, decoding, streamer, stop)[0]
+        except BaseException as error:  # handed to the caller's thread, which raises it
+            outcome["error"] = error
+        finally:
+            streamer.end()  # also when nothing was generated (an answer read off scoring), so reading ends
+
+    worker = threading.Thread(target=work, name="aqa-answer-stream", daemon=True)
+    worker.start()
+    sent = ""
+    try:
+        for piece in streamer:
+            if piece:
+                sent += piece
+                yield piece
+    finally:
+        if worker.is_alive() and "result" not in outcome:
+            stop.set()  # the reader went away (closed iterator, cancelled request): end generation now
+        worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    result = outcome["result"]
+    if result.raw.startswith(sent) and len(result.raw) > len(sent):
+        yield result.raw[len(sent) :]  # text the streamer never saw: an answer read off the scoring pass
+    yield result
+
+
+class TokenStreamer(TextIteratorStreamer):
+    """transformers' iterator streamer, putting out the text after every token rather than at the next space (it
+    shows whole words; a reader of an answer or of reasoning wants it as it grows). Only a trailing character whose
+    bytes are not all there yet is held back, so the pieces add up to the decoded text."""
+
+    def put(self, value: torch.Tensor) -> None:
+        if self.skip_prompt and self.next_tokens_are_prompt:  # the first call carries the prompt
+            self.next_tokens_are_prompt = False
+            return
+        self.token_cache.extend(value.reshape(-1).tolist())  # batch 1
+        text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs).rstrip("\ufffd")
+        if len(text) > self.print_len:
+            self.on_finalized_text(text[self.print_len :])
+            self.print_len = len(text)
+
+
 @torch.inference_mode()
-def answer_batch(model: AQAModel, batch: Batch, decoding: DecodingOptions) -> list[Result]:
+def answer_batch(
+    model: AQAModel,
+    batch: Batch,
+    decoding: DecodingOptions,
+    streamer: BaseStreamer | None = None,
+    stop: threading.Event | None = None,
+) -> list[Result]:
     """Prefill once; in greedy answer mode score the options first, since that pass also tells which answers greedy
-    decoding would write (then nothing is left to generate for them); otherwise generate, then score."""
+    decoding would write (then nothing is left to generate for them); otherwise generate, then score. `streamer`
+    and `stop` reach generation (answer_stream)."""
     items = batch.good
     if decoding.seed is not None:
         torch.manual_seed(batch_seed(decoding.seed, [item.question for item in items]))
@@ -99,7 +177,7 @@ def answer_batch(model: AQAModel, batch: Batch, decoding: DecodingOptions) -> li
     if scores_first(model, decoding):
         scores = score_options(model, inputs, cache, distinct, [""] * len(items), think=False)
     scoring_seconds = clock.lap()
-    texts = write_answers(model, inputs, cache, decoding, scores)
+    texts = write_answers(model, inputs, cache, decoding, scores, streamer, stop)
     generation_seconds = prefill_seconds + clock.lap()
     if scores is None and (decoding.score or not decoding.generate):
         crop(cache, inputs["input_ids"].shape[1] - 1)  # back to the shared prompt, dropping what was generated
@@ -133,6 +211,8 @@ def write_answers(
     cache,
     decoding: DecodingOptions,
     scores: OptionScores | None,
+    streamer: BaseStreamer | None = None,
+    stop: threading.Event | None = None,
 ) -> list[str]:
     """Each item's generated text: what the scoring pass showed greedy decoding would write, where it showed it
     (within the token budget); generated from the prefilled cache for the others, and only for them."""
@@ -146,11 +226,11 @@ def write_answers(
     texts = [decode_tokens(model, [tokens])[0] if tokens is not None else None for tokens in known]
     todo = [index for index, text in enumerate(texts) if text is None]
     if len(todo) == count:
-        return generate_text(model, inputs, cache, decoding)
+        return generate_text(model, inputs, cache, decoding, streamer, stop)
     if todo:
         rows = torch.tensor(todo, device=model.device)
         subset = {name: inputs[name][rows] for name in ("input_ids", "attention_mask")}
-        for index, text in zip(todo, generate_text(model, subset, copy_rows(cache, rows), decoding)):
+        for index, text in zip(todo, generate_text(model, subset, copy_rows(cache, rows), decoding, streamer, stop)):
             texts[index] = text
     return texts
 

@@ -31,10 +31,10 @@ from torch import nn
 from aqa.answering import answer_many
 from aqa.audio import CHUNK_LENGTH, SAMPLE_RATE, load_audio
 from aqa.errors import AQAError
-from aqa.generation import generate_text
-from aqa.inputs import Prepared, build_inputs, prepare
+from aqa.generation import exactly, generate_text, generate_tokens, generation_config
+from aqa.inputs import Prepared, build_inputs, prepare, prepare_batch, to_device
 from aqa.loading import load
-from aqa.model import AQAModel, HostEmbedding, default_device
+from aqa.model import AQAModel, HostEmbedding, choose_decoder, default_device
 from aqa.options import ANSWER_TOKENS, DecodingOptions, ModelSpec, Question
 from aqa.parsing import extract_answer
 from aqa.prefill import crop, prefill
@@ -57,6 +57,8 @@ class BenchOptions:
     latency_runs: int = 5  # questions timed one at a time, stage by stage (median reported)
     baseline_runs: int = 8  # questions answered one at a time with the model card's recipe
     max_new_tokens: int | None = None  # None: the model's own stop (at most 256); 10 with random weights
+    decode_tokens: int = 64  # tokens generated when timing the decode step (0: skip that part)
+    think_tokens: int = 300  # the length of the thinking answer timed on each decoding path (0: skip it)
 
 
 def measure(spec: ModelSpec, options: BenchOptions, threads: int | None = None) -> dict:
@@ -83,6 +85,8 @@ def measure(spec: ModelSpec, options: BenchOptions, threads: int | None = None) 
         report["speedup_vs_alternatives"] = alternatives(report)
         report["peak_memory_gib"] = {"kind": peak_kind(device), "load": load_peak, **memory.peaks}
         report["audio_and_features_30s_ms"] = measure_features(model, Path(folder))
+        if options.decode_tokens:
+            report |= measure_decoding(model, questions, options, memory)
     return report
 
 
@@ -345,6 +349,62 @@ def measure_throughput(
             raise failed[0]
         throughput[f"batch_{size}"] = round(len(questions) / seconds, 3)
     return {"throughput_questions_per_s": throughput}
+
+
+# --- decoding: eager against the fast path --------------------------------------------------------------------------
+
+
+def fast_decoder(model: AQAModel) -> str:
+    """The fast path this model can take: compiled where the loader would compile (a GPU in bf16/fp16), else the
+    static cache alone (the CPU, where compiling costs more than it gives, and bitsandbytes, which cannot compile)."""
+    if model.decoder == "compiled":
+        return "compiled"
+    try:
+        return (
+            choose_decoder(model.hf, model.precision, model.device, None) if model.device.type == "cuda" else "static"
+        )
+    except AQAError:
+        return "static"
+
+
+def measure_decoding(model: AQAModel, questions: Sequence[Question], options: BenchOptions, memory) -> dict:
+    """Milliseconds per generated token on each decoding path, at batch 1 and the largest batch size, from the
+    prefilled cache (`decode_tokens` forced, the first one excluded: it is the prompt's last token), and the seconds
+    of a thinking answer of up to `think_tokens` tokens. Each path runs once untimed first (the fast one compiles)."""
+    fast = fast_decoder(model)
+    paths = {"eager": replace(model, decoder="eager"), fast: replace(model, decoder=fast)}
+    say(f"decoding: eager against {fast}, {options.decode_tokens} tokens")
+    per_token = {}
+    for size in sorted({1, max(options.batch_sizes)}):
+        batch = prepare_batch(model, questions[:size], think=False)
+        for name, variant in paths.items():
+            time_decode(variant, batch, 2)  # compiles the fast path, warms caches
+            with memory.track(f"decode_{name}_batch_{size}"):
+                short, long = time_decode(variant, batch, 2), time_decode(variant, batch, options.decode_tokens)
+            per_token[f"{name}_batch_{size}"] = round((long - short) / (options.decode_tokens - 2) * 1000, 3)
+    report = {"decode_ms_per_token": per_token | {"fast_path": fast}}
+    if options.think_tokens:
+        think = DecodingOptions(think=True, max_new_tokens=options.think_tokens)
+        answer_one = questions[0]
+        report["think_answer"] = {"max_new_tokens": options.think_tokens}
+        for name, variant in paths.items():
+            time_answer(variant, answer_one, think)  # warm
+            clock = Clock(model.device)
+            [(_, result)] = list(answer_many(variant, [answer_one], think, batch_size=1))
+            report["think_answer"][f"{name}_seconds"] = round(clock.lap(), 3)
+            report["think_answer"][f"{name}_characters"] = len(result.raw)
+    return report
+
+
+@torch.inference_mode()
+def time_decode(model: AQAModel, batch, tokens: int) -> float:
+    """Seconds to generate exactly `tokens` tokens for a prepared batch from its prefilled cache."""
+    inputs = to_device(model, batch.inputs)
+    cache = prefill(model, inputs)
+    config = exactly(generation_config(model, DecodingOptions(max_new_tokens=tokens)), tokens)
+    clock = Clock(model.device)
+    generate_tokens(model, inputs, cache, config)
+    return clock.lap()
 
 
 # --- the baseline: the model card's recipe, one question at a time ------------------------------------------------

@@ -1,4 +1,5 @@
-"""The one place where a ModelSpec (the model flags of every command and the app) becomes a loaded model."""
+"""Loading a model ready to answer: the public `aqa.load_model`, and `load(ModelSpec)`, the one place where the model
+flags of every command (and the app) become a loaded model."""
 
 from __future__ import annotations
 
@@ -6,20 +7,52 @@ import sys
 
 import torch
 
-from aqa.model import AQAModel, default_device, default_precision, load_model
+from aqa.defaults import DEFAULT_MODEL
+from aqa.generation import warm_up
+from aqa.model import AQAModel, default_device, default_precision, load_checkpoint
 from aqa.options import ModelSpec
 from aqa.random_weights import build_random_model
 
 
+def load_model(
+    name_or_path: str = DEFAULT_MODEL,
+    precision: str | None = None,
+    device: str | torch.device | None = None,
+    embeddings_on_cpu: bool | None = None,
+    compile: bool | None = None,
+) -> AQAModel:
+    """Load a Qwen2-Audio checkpoint (R1-AQA by default) ready for `aqa.answer`.
+
+    precision: "bf16" (default on GPU), "fp32" (default on CPU), "fp16", "4bit" (NF4) or "8bit".
+    device: "cuda", "cuda:1", "cpu", ...; the GPU when there is one.
+    embeddings_on_cpu: keep the input embedding table (1.2 GiB for R1-AQA) in CPU memory on a GPU; by default only
+    in 4-bit and 8-bit, which are chosen to save GPU memory.
+    compile: decode generated text with a static cache under torch.compile (CUDA graphs); None: where it is faster,
+    bf16/fp16 on a GPU. Compiling costs some seconds, paid here (and once more for each new batch size or length).
+    """
+    model = load_checkpoint(name_or_path, precision, device, embeddings_on_cpu, compile)
+    return warmed(model)
+
+
 def load(spec: ModelSpec, say: bool = True) -> AQAModel:
-    """A checkpoint (R1-AQA by default), or with `random_weights` that architecture with random weights; `say`
-    prints what is loaded on stderr, as the commands do before the seconds (or minutes) it takes."""
+    """A checkpoint, or with `random_weights` that architecture with random weights; `say` prints what is loaded on
+    stderr, as the commands do before the seconds (or minutes) it takes."""
     if spec.random_weights is None:
         if say:
             print(f"loading {spec.name} ...", file=sys.stderr, flush=True)
-        return load_model(spec.name, spec.precision, spec.device, spec.embeddings_on_cpu)
+        return load_model(spec.name, spec.precision, spec.device, spec.embeddings_on_cpu, spec.compile)
     device = torch.device(spec.device) if spec.device else default_device()
     precision = spec.precision or default_precision(device)
     if say:
         print(f"building random-weight {spec.random_weights} model ({precision}) ...", file=sys.stderr, flush=True)
-    return build_random_model(spec.random_weights, precision, device, spec.embeddings_on_cpu)
+    model = build_random_model(spec.random_weights, precision, device, spec.embeddings_on_cpu, compile=spec.compile)
+    return warmed(model)
+
+
+def warmed(model: AQAModel) -> AQAModel:
+    """The compiled decoder warmed up, its cost said on stderr (the app's start-up log shows it)."""
+    if model.decoder == "compiled":
+        print("compiling the decoding step (once per batch size and length) ...", file=sys.stderr, flush=True)
+        seconds = warm_up(model)
+        print(f"compiled the decoding step in {seconds:.1f} s", file=sys.stderr, flush=True)
+    return model

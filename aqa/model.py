@@ -31,6 +31,10 @@ BYTES_PER_PARAM = {"bf16": 2.0, "fp16": 2.0, "fp32": 4.0, "4bit": 0.516, "8bit":
 # Precisions whose input embedding stays in CPU memory on a GPU by default (see HostEmbedding): those chosen to save
 # GPU memory.
 EMBEDDINGS_ON_CPU = ("4bit", "8bit")
+# How generated tokens are decoded: "eager" (generate with a growing DynamicCache), "static" (a preallocated
+# StaticCache, uncompiled: for tests), "compiled" (a StaticCache and the decode step under torch.compile, CUDA graphs
+# on a GPU). bitsandbytes layers cannot be compiled, and the CPU lookup of HostEmbedding cannot sit in a CUDA graph.
+DECODERS = ("eager", "static", "compiled")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class AQAModel:
     name: str  # the id or path it was loaded from
     precision: str  # one of PRECISIONS
     device: torch.device  # where inputs go
+    decoder: str = "eager"  # one of DECODERS
 
     @property
     def tokenizer(self):
@@ -63,18 +68,20 @@ def default_precision(device: torch.device) -> str:
     return "bf16" if device.type == "cuda" else "fp32"
 
 
-def load_model(
+def load_checkpoint(
     name_or_path: str = DEFAULT_MODEL,
     precision: str | None = None,
     device: str | torch.device | None = None,
     embeddings_on_cpu: bool | None = None,
+    compile: bool | None = None,
 ) -> AQAModel:
-    """Load a Qwen2-Audio checkpoint (R1-AQA by default) ready for `aqa.answer`.
+    """Load a Qwen2-Audio checkpoint (R1-AQA by default); `aqa.load_model` also warms up the compiled decoder.
 
     precision: "bf16" (default on GPU), "fp32" (default on CPU), "fp16", "4bit" (NF4) or "8bit".
     device: "cuda", "cuda:1", "cpu", ...; the GPU when there is one.
     embeddings_on_cpu: keep the input embedding table (1.2 GiB for R1-AQA) in CPU memory on a GPU; by default only
     in 4-bit and 8-bit, which are chosen to save GPU memory.
+    compile: decode with a static cache under torch.compile; None: where it is faster (bf16/fp16 on a GPU).
     """
     device = torch.device(device) if device is not None else default_device()
     precision = precision or default_precision(device)
@@ -94,7 +101,20 @@ def load_model(
     processor.tokenizer.padding_side = "left"  # batched generation continues every row from its last token
     model.eval()
     place_embeddings(model, precision, device, embeddings_on_cpu)
-    return AQAModel(hf=model, processor=processor, name=str(name_or_path), precision=precision, device=device)
+    decoder = choose_decoder(model, precision, device, compile)
+    return AQAModel(model, processor, str(name_or_path), precision, device, decoder)
+
+
+def choose_decoder(hf: Qwen2AudioForConditionalGeneration, precision: str, device: torch.device, compile: bool | None):
+    """ "compiled" where it can be (asked for, or by default on a GPU in bf16/fp16), else "eager"."""
+    hosted = isinstance(hf.get_input_embeddings(), HostEmbedding)
+    if compile is None:
+        return "compiled" if device.type == "cuda" and precision in ("bf16", "fp16") and not hosted else "eager"
+    if compile and precision in ("4bit", "8bit"):
+        raise ModelError(f"--compile cannot be used with {precision}: bitsandbytes layers cannot be compiled")
+    if compile and hosted:
+        raise ModelError("--compile cannot be used with --embeddings-on-cpu: a CPU lookup cannot run in a CUDA graph")
+    return "compiled" if compile else "eager"
 
 
 class HostEmbedding(nn.Module):

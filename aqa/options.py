@@ -23,6 +23,7 @@ class ModelSpec:
     device: str | None = None  # "cuda", "cuda:1", "cpu"; None: the GPU if there is one
     embeddings_on_cpu: bool | None = None  # input embedding table in CPU memory; None: only in 4/8-bit on a GPU
     random_weights: str | None = None  # "tiny" or "full": ignore `name`, build that architecture (benchmarks)
+    compile: bool | None = None  # decode under torch.compile with a static cache; None: where faster (GPU, bf16/fp16)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from transformers import (
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from aqa.errors import ModelError
-from aqa.model import DTYPES, KEEP_UNQUANTIZED, AQAModel, place_embeddings
+from aqa.model import DTYPES, KEEP_UNQUANTIZED, AQAModel, choose_decoder, place_embeddings
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"]
 
@@ -129,6 +129,7 @@ def build_random_model(
     device: str | torch.device = "cpu",
     embeddings_on_cpu: bool | None = None,
     seed: int = 0,
+    compile: bool | None = None,
 ) -> AQAModel:
     """The tiny or full-size Qwen2-Audio architecture with random weights, allocated on `device` in its dtype.
 
@@ -150,7 +151,8 @@ def build_random_model(
         quantize_4bit(model, device)
     place_embeddings(model, precision, device, embeddings_on_cpu)
     model.eval()
-    return AQAModel(hf=model, processor=processor, name=f"random-{size}", precision=precision, device=device)
+    decoder = choose_decoder(model, precision, device, compile)
+    return AQAModel(model, processor, f"random-{size}", precision, device, decoder)
 
 
 def quantize_4bit(model: nn.Module, device: torch.device) -> None:
@@ -183,7 +185,7 @@ def quantize_4bit(model: nn.Module, device: torch.device) -> None:
 def build_tiny_checkpoint(directory: str | Path, seed: int = 0) -> Path:
     """Write a tiny random Qwen2-Audio checkpoint (model, processor, chat template) to `directory`."""
     directory = Path(directory)
-    model = build_random_model("tiny", seed=seed)
+    model = build_random_model("tiny", seed=seed, compile=False)
     model.hf.save_pretrained(directory)
     model.processor.save_pretrained(directory)
     return directory

@@ -16,12 +16,12 @@
 # NO_WHEELS=1 SIZE=tiny MMAU_CLIPS=64 bash bench/run_gpu.sh runs the same parts on the tiny architecture (on the CPU
 # here), to check the script itself before spending GPU time.
 #
-# Results: $OUT (or bench/results/gpu) holds bf16.json, 4bit.json, mmau_bf16.json, grpo.json, ab/before_1.json,
-# ab/after_1.json and run.log.
+# Results: $OUT (or bench/results/gpu) holds decode.json, bf16.json, 4bit.json, mmau_bf16.json, grpo.json,
+# ab/before_1.json, ab/after_1.json and run.log.
 set -uo pipefail
 out=${OUT:-bench/results/gpu}
 budget=${BUDGET:-570} size=${SIZE:-full} mmau_clips=${MMAU_CLIPS:-1000}
-parts=${PARTS:-gpu_tests bf16 4bit mmau_bf16 grpo before_after}
+parts=${PARTS:-gpu_tests decode bf16 4bit mmau_bf16 grpo before_after}
 ab_before=${AB_BEFORE:-.before}
 ab_args=${AB_ARGS:---precision bf16 --clips 64 --batch-sizes 32 --latency-runs 3 --baseline-runs 0}
 mkdir -p "$out"
@@ -58,10 +58,15 @@ bench() {  # bench NAME SECONDS [aqa bench arguments]
     part "$name" "$limit" python3 -m aqa bench --random-weights "$size" "$@" --json --output "$out/$name.json"
 }
 
-part gpu_tests 60 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py  # bf16, 4-bit and 8-bit on CUDA
-bench bf16 130 --precision bf16 --clips 64
-bench 4bit 110 --precision 4bit --clips 32 --baseline-runs 4
-bench mmau_bf16 120 --precision bf16 --clips "$mmau_clips" --batch-sizes 32 --latency-runs 0 --baseline-runs 0
+part gpu_tests 100 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py  # bf16, 4/8-bit, compiled decoding
+# Decoding, eager against the fast path (static cache + CUDA graphs), in one process: ms per token at batch 1 and 32
+# from a prefilled cache, and a 300-token thinking answer; the fast path's compile is paid before each timing.
+bench decode 200 --precision bf16 --clips 32 --batch-sizes 1 32 --latency-runs 0 --baseline-runs 0 \
+    --decode-tokens 64 --think-tokens 300
+bench bf16 130 --precision bf16 --clips 64 --decode-tokens 0 --think-tokens 0
+bench 4bit 110 --precision 4bit --clips 32 --baseline-runs 4 --decode-tokens 0 --think-tokens 0
+bench mmau_bf16 120 --precision bf16 --clips "$mmau_clips" --batch-sizes 32 --latency-runs 0 --baseline-runs 0 \
+    --decode-tokens 0 --think-tokens 0
 # The one-GPU recipe as written (QLoRA, 8 generations of up to 256 tokens: random weights always write all 256).
 part grpo 170 python3 -m bench.grpo_step --random-weights "$size" --steps 2 --output "$out/grpo.json"
 if [ "$ab_before" = . ] || [ -d "$ab_before/aqa" ]; then

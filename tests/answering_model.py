@@ -11,7 +11,8 @@ from torch import nn
 
 from aqa.bench import OPTIONS, QUESTION, write_clips
 from aqa.inputs import build_inputs, prepare
-from aqa.model import AQAModel, load_model
+from aqa.loading import load_model
+from aqa.model import AQAModel
 from aqa.options import Question
 
 

@@ -16,7 +16,7 @@ from aqa.random_weights import build_random_model
 
 # Small enough for CI: 2 clips of 2 s, batch sizes 1 and 2, one question per latency and baseline measurement.
 QUICK = ["--clips", "2", "--seconds", "2", "--batch-sizes", "1", "2", "--latency-runs", "1", "--baseline-runs", "1"]
-QUICK += ["--max-new-tokens", "4", "--threads", "1"]
+QUICK += ["--max-new-tokens", "4", "--threads", "1", "--decode-tokens", "6", "--think-tokens", "8"]
 
 
 def numbers_in(value, path=""):
@@ -50,6 +50,8 @@ SECTIONS = [
     ("speedup_vs_alternatives", {"answer_mode_vs_generate_then_score", "pipelined_batch_1_vs_one_at_a_time"}),
     ("peak_memory_gib", {"kind", "load", "one_question_answer_mode", "baseline", "batch_1", "batch_2"}),
     ("audio_and_features_30s_ms", {"audio_load_resample", "feature_extraction", "total"}),
+    ("decode_ms_per_token", {"eager_batch_1", "static_batch_1", "eager_batch_2", "static_batch_2", "fast_path"}),
+    ("think_answer", {"max_new_tokens", "eager_seconds", "static_seconds", "eager_characters"}),
     ("model", {"name", "precision", "parameters", "load_seconds", "max_new_tokens"}),
     ("machine", {"device", "cpu", "torch_threads", "torch", "transformers"}),
 ]

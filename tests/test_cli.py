@@ -45,7 +45,10 @@ def test_ask_matches_the_python_api(aqa_cli, tiny_model, tiny_model_dir, clips, 
 def test_ask_text_output_and_long_clip_note(aqa_cli, tiny_model_dir, clips):
     done = ask(aqa_cli, tiny_model_dir, clips["long_45s.wav"], "--max-new-tokens", "8")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("answer: ") and "probabilities:" in done.stdout
+    # the text streams first, as the model writes it, then the answer and the rest
+    streamed, summary = done.stdout.split("\nanswer: ", 1)
+    assert streamed.startswith("output: ") and "probabilities:" in summary
+    assert f"raw output: {streamed.removeprefix('output: ')!r}" in summary
     assert "note: the clip is 45.0 s long; the model heard only its first 30 s" in done.stdout
 
 

@@ -36,9 +36,9 @@ def generated_rows(monkeypatch):
     """The batch size of every `generate` call: [] means the text was read off the scoring pass."""
     calls, real = [], answering.generate_text
 
-    def spy(model, inputs, cache, options):
+    def spy(model, inputs, cache, options, *streaming):
         calls.append(inputs["input_ids"].shape[0])
-        return real(model, inputs, cache, options)
+        return real(model, inputs, cache, options, *streaming)
 
     monkeypatch.setattr(answering, "generate_text", spy)
     return calls

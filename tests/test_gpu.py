@@ -76,3 +76,33 @@ def test_quantized_models_keep_the_embedding_table_in_cpu_memory(tiny_model_dir,
     assert results[0].raw == results[1].raw
     for option in OPTIONS:
         assert results[0].probabilities[option] == pytest.approx(results[1].probabilities[option], abs=1e-3)
+
+
+def test_compiled_decoding_writes_what_eager_writes_on_cuda(tiny_model_dir, clips):
+    """The fast path (static cache, decode step in CUDA graphs) against eager generate: the same tokens, greedy and
+    sampled under a seed (fp32, so that no kernel's rounding differs), and a stream that adds up to the text."""
+    from dataclasses import replace
+
+    compiled = aqa.load_model(str(tiny_model_dir), precision="fp32", compile=True)
+    assert compiled.decoder == "compiled"
+    eager = replace(compiled, decoder="eager")
+    names = ["speech_16k_mono.wav", "tone_8k.wav", "stereo_44k.wav"]
+    questions = [aqa.Question(clips[name], "What is it?", ("Speech", "Tone", "Noise")) for name in names]
+    for decoding in (
+        aqa.DecodingOptions(max_new_tokens=24),
+        aqa.DecodingOptions(sample=True, seed=3, max_new_tokens=24),
+    ):
+        fast = dict(aqa.answer_many(compiled, questions, decoding, batch_size=3))
+        slow = dict(aqa.answer_many(eager, questions, decoding, batch_size=3))
+        assert [fast[i].raw for i in range(3)] == [slow[i].raw for i in range(3)]
+    *pieces, result = aqa.answer_stream(
+        compiled, clips["tone_8k.wav"], "What?", OPTIONS, aqa.DecodingOptions(think=True, max_new_tokens=48)
+    )
+    assert "".join(pieces) == result.raw
+
+
+def test_bf16_on_a_gpu_compiles_by_default(tiny_model_dir, clips):
+    model = aqa.load_model(str(tiny_model_dir))
+    assert model.decoder == "compiled"
+    result = aqa.answer(model, clips["stereo_44k.wav"], "Who is speaking?", OPTIONS, aqa.DecodingOptions(think=True))
+    assert result.answer in OPTIONS

@@ -14,7 +14,7 @@ from conftest import ROOT
 from test_prepare_avqa import make_avqa  # the same small AVQA, made with FFmpeg
 
 from aqa.inputs import Prepared, build_inputs
-from aqa.model import load_model
+from aqa.loading import load_model
 from aqa.options import Question
 from train import prepare_avqa, sft
 from train.config import parse_config

@@ -23,6 +23,12 @@ def add_model_args(parser: argparse.ArgumentParser, name: bool = True, random_we
         action=argparse.BooleanOptionalAction,
         help="keep the input embedding table (1.2 GiB) in CPU memory (default: only in 4bit and 8bit on a GPU)",
     )
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="decode generated text with a static cache under torch.compile (CUDA graphs); default: on a GPU in "
+        "bf16/fp16, where it is faster; compiling takes a while once, at load",
+    )
     if random_weights:
         parser.add_argument(
             "--random-weights",
@@ -39,6 +45,7 @@ def model_spec(args: argparse.Namespace, name: str | None = None) -> ModelSpec:
         device=args.device,
         embeddings_on_cpu=args.embeddings_on_cpu,
         random_weights=getattr(args, "random_weights", None),
+        compile=args.compile,
     )
 
 

@@ -18,18 +18,27 @@ def add_command(commands) -> None:
     parser.add_argument("--question", required=True)
     parser.add_argument("--options", nargs="+", required=True, help="the answer options, each one argument")
     add_decoding_args(parser)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (no streaming)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     check_question(args.question, args.options)  # bad input fails before any heavy import or model loading
     samples = load_audio(args.audio)
-    from aqa.answering import answer  # torch: seconds to import, so only once the input is known to be good
+    from aqa.answering import answer, answer_stream  # torch: seconds to import, so only once the input is good
     from aqa.loading import load
 
-    result = answer(load(model_spec(args)), samples, args.question, args.options, decoding_options(args))
-    print(json.dumps(result.to_dict(), ensure_ascii=False) if args.json else format_result(result))
+    model = load(model_spec(args))
+    if args.json:
+        result = answer(model, samples, args.question, args.options, decoding_options(args))
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+        return 0
+    print("output: ", end="", flush=True)
+    for piece in answer_stream(model, samples, args.question, args.options, decoding_options(args)):
+        if isinstance(piece, str):
+            print(piece, end="", flush=True)  # the text as the model writes it
+        else:
+            print("\n" + format_result(piece))
     return 0
 
 

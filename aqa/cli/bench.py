@@ -19,6 +19,12 @@ def add_command(commands) -> None:
     parser.add_argument("--latency-runs", type=int, default=5, help="questions timed stage by stage (default 5)")
     parser.add_argument("--baseline-runs", type=int, default=8, help="questions run through the model card's recipe")
     parser.add_argument("--max-new-tokens", type=int, help="default: the model's own stop; 10 with --random-weights")
+    parser.add_argument(
+        "--decode-tokens", type=int, default=64, help="tokens per decode timing, eager and fast path (0 skips it)"
+    )
+    parser.add_argument(
+        "--think-tokens", type=int, default=300, help="the thinking answer timed on each path (0 skips it)"
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a Markdown table")
     parser.add_argument("--output", help="also write the JSON report to this file")
@@ -28,8 +34,11 @@ def add_command(commands) -> None:
 def check_counts(args: argparse.Namespace) -> None:
     positive = {"--clips": args.clips, "--batch-sizes": min(args.batch_sizes), "--seconds": args.seconds}
     counts = {"--latency-runs": args.latency_runs, "--baseline-runs": args.baseline_runs}  # 0 skips that part
+    counts |= {"--decode-tokens": args.decode_tokens, "--think-tokens": args.think_tokens}
     if min(positive.values()) <= 0 or min(counts.values()) < 0:
         raise InputError(f"{', '.join(positive)} must be positive and {', '.join(counts)} not negative")
+    if 0 < args.decode_tokens < 3:  # the per-token time is the difference between 2 tokens and this many
+        raise InputError("--decode-tokens must be 0 (skip) or at least 3")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         latency_runs=args.latency_runs,
         baseline_runs=args.baseline_runs,
         max_new_tokens=args.max_new_tokens or (RANDOM_ANSWER_TOKENS if args.random_weights else None),
+        decode_tokens=args.decode_tokens,
+        think_tokens=args.think_tokens,
     )
     report = measure(model_spec(args), options, threads=args.threads)
     text = json.dumps(report, indent=2)
