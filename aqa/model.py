@@ -75,14 +75,8 @@ def load_checkpoint(
     embeddings_on_cpu: bool | None = None,
     compile: bool | None = None,
 ) -> AQAModel:
-    """Load a Qwen2-Audio checkpoint (R1-AQA by default); `aqa.load_model` also warms up the compiled decoder.
-
-    precision: "bf16" (default on GPU), "fp32" (default on CPU), "fp16", "4bit" (NF4) or "8bit".
-    device: "cuda", "cuda:1", "cpu", ...; the GPU when there is one.
-    embeddings_on_cpu: keep the input embedding table (1.2 GiB for R1-AQA) in CPU memory on a GPU; by default only
-    in 4-bit and 8-bit, which are chosen to save GPU memory.
-    compile: decode with a static cache under torch.compile; None: where it is faster (bf16/fp16 on a GPU).
-    """
+    """Load a Qwen2-Audio checkpoint: `aqa.load_model` (aqa/loading.py, where the arguments are explained) without
+    the warm-up of the compiled decoder, which needs the generation code above this module."""
     device = torch.device(device) if device is not None else default_device()
     precision = precision or default_precision(device)
     config = read_config(name_or_path, precision)
