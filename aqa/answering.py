@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from transformers import TextIteratorStreamer
 from transformers.generation.streamers import BaseStreamer
 
-from aqa.audio import CHUNK_LENGTH, SAMPLE_RATE, AudioInput
+from aqa.audio import CHUNK_LENGTH, SAMPLE_RATE, AudioInput, duration_of, load_audio
 from aqa.errors import AQAError
 from aqa.generation import decode_tokens, generate_text, plain_greedy
 from aqa.inputs import Batch, Prepared, length_key, prepare_batch, to_device
@@ -31,6 +31,7 @@ from aqa.parsing import extract_think, parse_answer
 from aqa.prefill import copy_rows, crop, prefill
 from aqa.scoring import OptionScores, score_options
 from aqa.timing import Clock
+from aqa.windows import merge_windows, window_line, window_of, window_questions, window_spans
 
 
 def answer(
@@ -62,6 +63,9 @@ def answer_many(
     (audio decoding, chat template, tokens, log-mel features) runs in a background thread while the model works on
     the current one.
     """
+    if decoding.long_audio == "windows":
+        yield from answer_in_windows(model, questions, decoding, batch_size, progress, keep_order)
+        return
     order = list(range(len(questions)))
     if not keep_order:
         order.sort(key=lambda i: length_key(questions[i]))
@@ -78,6 +82,51 @@ def answer_many(
                 yield index, result
             bar.update(len(batch.items))
     bar.close()
+
+
+def answer_in_windows(
+    model: AQAModel,
+    questions: Sequence[Question],
+    decoding: DecodingOptions,
+    batch_size: int,
+    progress: bool,
+    keep_order: bool,
+) -> Iterator[tuple[int, Result | AQAError]]:
+    """answer_many for long_audio="windows": each clip over 30 s becomes its windows' questions (aqa.windows), all
+    answered in batches together, and a clip's Result (or its first error) comes once its last window is answered."""
+    plans = [plan_windows(question) for question in questions]
+    flat = [(index, window) for index, (asked, _, _) in enumerate(plans) for window in asked]
+    waiting: dict[int, dict[int, Result | AQAError]] = {}
+    first = {index: sum(len(plans[i][0]) for i in range(index)) for index in range(len(plans))}
+    plain = replace(decoding, long_audio="first")
+    for position, result in answer_many(model, [q for _, q in flat], plain, batch_size, progress, keep_order):
+        index = flat[position][0]
+        asked, spans, seconds = plans[index]
+        got = waiting.setdefault(index, {})
+        got[position - first[index]] = result
+        if len(got) < len(asked):
+            continue
+        results = [got[number] for number in range(len(asked))]
+        errors = [result for result in results if isinstance(result, AQAError)]
+        if errors:
+            yield index, errors[0]
+        else:
+            yield index, merge_windows(results, spans, seconds) if spans else results[0]
+        del waiting[index]
+
+
+def plan_windows(question: Question) -> tuple[list[Question], list[tuple[float, float]] | None, float]:
+    """(the questions to ask, the windows' spans or None, seconds) for one clip; only a clip known to be over 30 s
+    is loaded here (from its header first), the others are loaded in the background like any question."""
+    if duration_of(question.audio) <= CHUNK_LENGTH:
+        return [question], None, 0.0
+    try:
+        samples = load_audio(question.audio, question.channel)
+    except AQAError:
+        return [question], None, 0.0  # the error is reported when the question is prepared
+    seconds = len(samples) / SAMPLE_RATE
+    spans = window_spans(seconds)
+    return window_questions(question, samples, spans), spans if len(spans) > 1 else None, seconds
 
 
 def run_batch(model: AQAModel, batch: Batch, decoding: DecodingOptions) -> list[Result | AQAError]:
@@ -100,7 +149,11 @@ def answer_stream(
     next token; the Result then holds the text so far, and the model is free for the next question at once. Raises
     AQAError on bad input, before anything is yielded.
     """
-    batch = prepare_batch(model, [Question(audio, question, tuple(options))], decoding.think)
+    asked = Question(audio, question, tuple(options))
+    if decoding.long_audio == "windows" and duration_of(audio) > CHUNK_LENGTH:
+        yield from stream_windows(model, asked, decoding)
+        return
+    batch = prepare_batch(model, [asked], decoding.think)
     if isinstance(batch.items[0], AQAError):
         raise batch.items[0]
     stop = stop or threading.Event()
@@ -135,6 +188,23 @@ def answer_stream(
     if result.raw.startswith(sent) and len(result.raw) > len(sent):
         yield result.raw[len(sent) :]  # text the streamer never saw: an answer read off the scoring pass
     yield result
+
+
+def stream_windows(model: AQAModel, question: Question, decoding: DecodingOptions) -> Iterator[str | Result]:
+    """A long clip answered window by window: each window's line of text as the window is answered, then the
+    Result (its `raw` is those lines)."""
+    asked, spans, seconds = plan_windows(question)
+    results = []
+    for _, result in answer_many(model, asked, replace(decoding, long_audio="first"), batch_size=1, keep_order=True):
+        if isinstance(result, AQAError):
+            raise result
+        results.append(result)
+        if spans:
+            yield window_line(window_of(result, spans[len(results) - 1]))
+    if not spans:  # the header said over 30 s, the samples did not: an ordinary answer
+        yield from [results[0].raw, results[0]] if results[0].raw else [results[0]]
+        return
+    yield merge_windows(results, spans, seconds)
 
 
 class TokenStreamer(TextIteratorStreamer):

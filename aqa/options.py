@@ -34,6 +34,7 @@ class DecodingOptions:
     generate: bool = True  # False: write no text and answer from the option probabilities alone
     score: bool = True  # compute every option's probability (needed for the fallback answer)
     seed: int | None = None  # sampling is seeded per batch from this and the batch's questions (same seed, same text)
+    long_audio: str = "first"  # a clip over 30 s: "first" (its first 30 s, with a note) or "windows" (aqa.windows)
 
     @property
     def token_budget(self) -> int:
@@ -70,6 +71,18 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class Window:
+    """One window's answer, for a clip answered window by window."""
+
+    start: float  # seconds into the clip
+    end: float
+    answer: str | None
+    answer_source: str
+    probabilities: dict[str, float]
+    raw: str
+
+
+@dataclass(frozen=True)
 class Result:
     answer: str | None  # the chosen option: the one the text names, else the most probable one
     answer_source: str  # "text" (the generated text names it), "probabilities" (fallback) or "none"
@@ -79,6 +92,7 @@ class Result:
     duration: float  # seconds of audio given
     note: str | None  # e.g. the clip was longer than the 30 s the model hears
     timings: Timings = field(default_factory=Timings)
+    windows: tuple[Window, ...] = ()  # with long_audio="windows", a long clip's windows (the answer is their mean's)
 
     def to_dict(self) -> dict:
         """Plain JSON-able values: what `aqa ask --json`, `aqa batch`, evaluation files and the app's API give."""

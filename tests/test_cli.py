@@ -214,3 +214,20 @@ def test_console_script_is_installed():
     """`pip install -e .` puts an `aqa` script beside the interpreter."""
     done = subprocess.run([str(Path(sys.executable).parent / "aqa"), "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "ask" in done.stdout and "batch" in done.stdout and "tiny" in done.stdout
+
+
+def test_ask_long_audio_windows_json(aqa_cli, tiny_model_dir, tmp_path):
+    """A 75 s clip with --long-audio windows: three windows covering 0-75 s, each with its probabilities, and the
+    overall answer, all in --json."""
+    clip = tmp_path / "long_75s.wav"
+    subprocess.run(["sox", "-n", "-r", "16000", str(clip), "synth", "75", "sine", "300-3000", "vol", "0.3"], check=True)
+    done = ask(aqa_cli, tiny_model_dir, clip, "--long-audio", "windows", "--max-new-tokens", "4", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert [(w["start"], w["end"]) for w in result["windows"]] == [(0.0, 30.0), (25.0, 55.0), (45.0, 75.0)]
+    for window in result["windows"]:
+        assert list(window["probabilities"]) == OPTIONS and math.isclose(sum(window["probabilities"].values()), 1.0)
+    mean = {o: sum(w["probabilities"][o] for w in result["windows"]) / 3 for o in OPTIONS}
+    assert result["answer"] == max(mean, key=mean.get) and result["answer_source"] == "windows"
+    default = ask(aqa_cli, tiny_model_dir, clip, "--max-new-tokens", "4", "--json")
+    assert json.loads(default.stdout)["windows"] == [] and "first 30 s" in json.loads(default.stdout)["note"]

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 import aqa
@@ -14,6 +15,7 @@ from aqa.errors import AudioError, InputError
 from aqa.inputs import Prepared
 from aqa.options import DecodingOptions, Question, Timings
 from aqa.prompt import build_messages
+from aqa.windows import window_spans
 
 QUESTION = "Based on the given audio, identify the source of the speaking voice."
 OPTIONS = ["Man", "Woman", "Child", "Robot"]
@@ -257,3 +259,47 @@ def test_not_enough_memory_is_a_clear_error(tiny_model_dir, monkeypatch):
 def test_unknown_precision(tiny_model_dir):
     with pytest.raises(aqa.ModelError, match="unknown precision 'int3'"):
         aqa.load_model(str(tiny_model_dir), precision="int3", device="cpu")
+
+
+WINDOW_CASES = [
+    # (seconds, spans, reason)
+    (75.0, [(0.0, 30.0), (25.0, 55.0), (45.0, 75.0)], "every 25 s, the last ending with the clip"),
+    (30.0, [(0.0, 30.0)], "a 30 s clip is one window"),
+    (12.5, [(0.0, 12.5)], "a short clip too"),
+    (54.0, [(0.0, 30.0), (24.0, 54.0)], "two windows overlapping by more than 5 s"),
+    (55.0, [(0.0, 30.0), (25.0, 55.0)], "exactly two"),
+]
+
+
+@pytest.mark.parametrize("seconds, spans, reason", WINDOW_CASES, ids=[case[2] for case in WINDOW_CASES])
+def test_window_spans(seconds, spans, reason):
+    assert window_spans(seconds) == spans, reason
+
+
+def test_a_long_clip_answered_window_by_window(tiny_model, tmp_path):
+    """75 s: three windows covering 0-75 s, each answered as that part of the clip alone would be, and the answer
+    the option with the highest mean probability."""
+    rate = 16000
+    samples = np.concatenate([np.sin(2 * np.pi * f * np.arange(25 * rate) / rate) for f in (220, 440, 880)])
+    path = tmp_path / "long_75s.wav"
+    sf.write(path, (0.3 * samples).astype(np.float32), rate)
+    options = ["Low", "Middle", "High"]
+    decoding = DecodingOptions(max_new_tokens=6, long_audio="windows")
+    result = aqa.answer(tiny_model, path, "Which pitch?", options, decoding)
+    assert [(w.start, w.end) for w in result.windows] == [(0.0, 30.0), (25.0, 55.0), (45.0, 75.0)]
+    loaded = load_audio(path)
+    for window in result.windows:
+        alone = aqa.answer(tiny_model, loaded[int(window.start * rate) : int(window.end * rate)], "Which pitch?",
+                           options, DecodingOptions(max_new_tokens=6))  # fmt: skip
+        assert window.raw == alone.raw
+        assert window.probabilities == pytest.approx(alone.probabilities, abs=1e-5)
+    mean = {o: sum(w.probabilities[o] for w in result.windows) / 3 for o in options}
+    assert result.probabilities == pytest.approx(mean) and result.answer == max(mean, key=mean.get)
+    assert (result.answer_source, result.duration) == ("windows", pytest.approx(75.0))
+    assert "3 windows" in result.note and result.to_dict()["windows"][2]["start"] == 45.0
+    # In a batch beside an ordinary question, and streamed: the same
+    pair = [Question(path, "Which pitch?", tuple(options)), Question(loaded[:rate], "Which pitch?", tuple(options))]
+    batched = dict(aqa.answer_many(tiny_model, pair, decoding))
+    assert batched[0].raw == result.raw and not batched[1].windows
+    *lines, streamed = aqa.answer_stream(tiny_model, path, "Which pitch?", options, decoding)
+    assert len(lines) == 3 and "".join(lines) == streamed.raw == result.raw

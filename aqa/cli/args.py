@@ -57,8 +57,23 @@ def add_decoding_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, help="default 256, or 1024 with --think")
 
 
+def add_long_audio_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--long-audio",
+        choices=("first", "windows"),
+        default="first",
+        help="a clip over the 30 s the model hears: answer its first 30 s, with a note (default), or answer every "
+        "30 s window (5 s overlap) and choose the option with the highest mean probability",
+    )
+
+
 def decoding_options(args: argparse.Namespace) -> DecodingOptions:
-    return DecodingOptions(think=args.think, sample=args.sample, max_new_tokens=args.max_new_tokens)
+    return DecodingOptions(
+        think=args.think,
+        sample=args.sample,
+        max_new_tokens=args.max_new_tokens,
+        long_audio=getattr(args, "long_audio", "first"),  # evaluation keeps each benchmark's own protocol
+    )
 
 
 def quiet_libraries(debug: bool) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from aqa.audio import load_audio
-from aqa.cli.args import add_decoding_args, add_model_args, decoding_options, model_spec
+from aqa.cli.args import add_decoding_args, add_long_audio_arg, add_model_args, decoding_options, model_spec
 from aqa.options import Result
 from aqa.prompt import check_question
 
@@ -18,6 +18,7 @@ def add_command(commands) -> None:
     parser.add_argument("--question", required=True)
     parser.add_argument("--options", nargs="+", required=True, help="the answer options, each one argument")
     add_decoding_args(parser)
+    add_long_audio_arg(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object (no streaming)")
     parser.set_defaults(run=run)
 
@@ -43,10 +44,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_result(result: Result) -> str:
-    source = {"text": "named in the output", "probabilities": "most probable; the output named no option"}
+    source = {
+        "text": "named in the output",
+        "probabilities": "most probable; the output named no option",
+        "windows": "highest mean probability over the clip's windows",
+    }
     lines = [f"answer: {result.answer}  ({source.get(result.answer_source, 'no answer')})", "probabilities:"]
     width = max(len(option) for option in result.probabilities) if result.probabilities else 0
     lines += [f"  {option:<{width}}  {p:6.1%}" for option, p in result.probabilities.items()]
+    for window in result.windows:
+        top = max(window.probabilities, key=window.probabilities.get)
+        lines.append(
+            f"  window {window.start:.0f}-{window.end:.0f} s: {window.answer} ({top} {window.probabilities[top]:.1%})"
+        )
     if result.think:
         lines.append(f"thinking: {result.think}")
     lines.append(f"raw output: {result.raw!r}")

@@ -7,7 +7,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from aqa.cli.args import add_decoding_args, add_model_args, decoding_options, model_spec
+from aqa.cli.args import add_decoding_args, add_long_audio_arg, add_model_args, decoding_options, model_spec
 
 
 def add_command(commands) -> None:
@@ -17,6 +17,7 @@ def add_command(commands) -> None:
     parser.add_argument("--output", required=True, help="JSONL answers, appended per batch")
     parser.add_argument("--batch-size", type=int, default=8)
     add_decoding_args(parser)
+    add_long_audio_arg(parser)
     parser.set_defaults(run=run)
 
 
