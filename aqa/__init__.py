@@ -23,7 +23,7 @@ _EXPORTS = {
     "Timings": "aqa.options",
     "answer": "aqa.answering",
     "answer_many": "aqa.answering",
-    "answer_stream": "aqa.answering",
+    "answer_stream": "aqa.streaming",
     "DEFAULT_MODEL": "aqa.defaults",
     "AQAError": "aqa.errors",
     "AudioError": "aqa.errors",
@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from aqa.answering import answer, answer_many, answer_stream
+    from aqa.answering import answer, answer_many
     from aqa.audio import SAMPLE_RATE, load_audio
     from aqa.defaults import DEFAULT_MODEL
     from aqa.errors import AQAError, AudioError, InputError, ModelError
@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from aqa.options import DecodingOptions, ModelSpec, Question, Result, Timings
     from aqa.parsing import extract_answer, parse_answer
     from aqa.prompt import build_messages, build_prompt
+    from aqa.streaming import answer_stream
 
 
 def __getattr__(name: str):

@@ -2,7 +2,6 @@
 
     aqa.answer(model, "clip.wav", "What is it?", ["Dog", "Cat"])                   # one question
     for index, result in aqa.answer_many(model, questions, batch_size=16): ...      # many, batched
-    for piece in aqa.answer_stream(model, "clip.wav", "What is it?", ["Dog", "Cat"]): ...  # text as it comes
 
 In greedy answer mode (the default) the options are scored first: that pass also shows which answers greedy
 decoding would write (an option, then the end token, as R1-AQA usually answers), and only the others are generated.
@@ -18,7 +17,6 @@ from dataclasses import replace
 
 import torch
 from tqdm.auto import tqdm
-from transformers import TextIteratorStreamer
 from transformers.generation.streamers import BaseStreamer
 
 from aqa.audio import CHUNK_LENGTH, SAMPLE_RATE, AudioInput, duration_of, load_audio
@@ -31,7 +29,7 @@ from aqa.parsing import extract_think, parse_answer
 from aqa.prefill import copy_rows, crop, prefill
 from aqa.scoring import OptionScores, score_options
 from aqa.timing import Clock
-from aqa.windows import merge_windows, window_line, window_of, window_questions, window_spans
+from aqa.windows import merge_windows, window_questions, window_spans
 
 
 def answer(
@@ -133,94 +131,6 @@ def run_batch(model: AQAModel, batch: Batch, decoding: DecodingOptions) -> list[
     """Answer the good items of a batch together; bad items come back as their errors, in place."""
     results = iter(answer_batch(model, batch, decoding) if batch.good else [])
     return [next(results) if isinstance(item, Prepared) else item for item in batch.items]
-
-
-def answer_stream(
-    model: AQAModel,
-    audio: AudioInput,
-    question: str,
-    options: Sequence[str],
-    decoding: DecodingOptions = DecodingOptions(),
-    stop: threading.Event | None = None,
-) -> Iterator[str | Result]:
-    """Answer one question, yielding the generated text piece by piece as it comes, then the Result.
-
-    The pieces put together are the Result's `raw`. Setting `stop` (or closing the iterator) ends generation at the
-    next token; the Result then holds the text so far, and the model is free for the next question at once. Raises
-    AQAError on bad input, before anything is yielded.
-    """
-    asked = Question(audio, question, tuple(options))
-    if decoding.long_audio == "windows" and duration_of(audio) > CHUNK_LENGTH:
-        yield from stream_windows(model, asked, decoding)
-        return
-    batch = prepare_batch(model, [asked], decoding.think)
-    if isinstance(batch.items[0], AQAError):
-        raise batch.items[0]
-    stop = stop or threading.Event()
-    streamer = TokenStreamer(
-        model.tokenizer, skip_prompt=True, skip_special_tokens=True, clean_up_tokenization_spaces=False
-    )
-    outcome: dict = {}
-
-    def work() -> None:  # generation runs here; the caller's thread reads the streamer
-        try:
-            outcome["result"] = answer_batch(model, batch, decoding, streamer, stop)[0]
-        except BaseException as error:  # handed to the caller's thread, which raises it
-            outcome["error"] = error
-        finally:
-            streamer.end()  # also when nothing was generated (an answer read off scoring), so reading ends
-
-    worker = threading.Thread(target=work, name="aqa-answer-stream", daemon=True)
-    worker.start()
-    sent = ""
-    try:
-        for piece in streamer:
-            if piece:
-                sent += piece
-                yield piece
-    finally:
-        if worker.is_alive() and "result" not in outcome:
-            stop.set()  # the reader went away (closed iterator, cancelled request): end generation now
-        worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    result = outcome["result"]
-    if result.raw.startswith(sent) and len(result.raw) > len(sent):
-        yield result.raw[len(sent) :]  # text the streamer never saw: an answer read off the scoring pass
-    yield result
-
-
-def stream_windows(model: AQAModel, question: Question, decoding: DecodingOptions) -> Iterator[str | Result]:
-    """A long clip answered window by window: each window's line of text as the window is answered, then the
-    Result (its `raw` is those lines)."""
-    asked, spans, seconds = plan_windows(question)
-    results = []
-    for _, result in answer_many(model, asked, replace(decoding, long_audio="first"), batch_size=1, keep_order=True):
-        if isinstance(result, AQAError):
-            raise result
-        results.append(result)
-        if spans:
-            yield window_line(window_of(result, spans[len(results) - 1]))
-    if not spans:  # the header said over 30 s, the samples did not: an ordinary answer
-        yield from [results[0].raw, results[0]] if results[0].raw else [results[0]]
-        return
-    yield merge_windows(results, spans, seconds)
-
-
-class TokenStreamer(TextIteratorStreamer):
-    """transformers' iterator streamer, putting out the text after every token rather than at the next space (it
-    shows whole words; a reader of an answer or of reasoning wants it as it grows). Only a trailing character whose
-    bytes are not all there yet is held back, so the pieces add up to the decoded text."""
-
-    def put(self, value: torch.Tensor) -> None:
-        if self.skip_prompt and self.next_tokens_are_prompt:  # the first call carries the prompt
-            self.next_tokens_are_prompt = False
-            return
-        self.token_cache.extend(value.reshape(-1).tolist())  # batch 1
-        text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs).rstrip("\ufffd")
-        if len(text) > self.print_len:
-            self.on_finalized_text(text[self.print_len :])
-            self.print_len = len(text)
 
 
 @torch.inference_mode()

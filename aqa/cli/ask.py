@@ -26,8 +26,9 @@ def add_command(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     check_question(args.question, args.options)  # bad input fails before any heavy import or model loading
     samples = load_audio(args.audio)
-    from aqa.answering import answer, answer_stream  # torch: seconds to import, so only once the input is good
+    from aqa.answering import answer  # torch: seconds to import, so only once the input is good
     from aqa.loading import load
+    from aqa.streaming import answer_stream
 
     model = load(model_spec(args))
     if args.json:
