@@ -58,8 +58,7 @@ class DataArguments:
         default="first",
         metadata={
             "help": "How a multi-channel clip becomes mono: 'first' keeps its first channel, as R1-AQA's data "
-            "loader did (waveform[0]); 'mix' averages the channels, as `aqa` does at inference.",
-            "choices": list(CHANNELS),
+            "loader did (waveform[0]); 'mix' averages the channels, as `aqa` does at inference."
         },
     )
     check_audio: bool = field(
@@ -83,6 +82,10 @@ class DataArguments:
         default=None,
         metadata={"help": "The folder the eval file's audio paths are relative to (default: the file's folder)."},
     )
+
+    def __post_init__(self):
+        if self.audio_channel not in CHANNELS:  # a ValueError here is one line to the user (see parse_config)
+            raise ValueError(f"--audio_channel must be one of {', '.join(CHANNELS)}, not {self.audio_channel!r}")
 
     def data_options(self) -> DataOptions:
         return DataOptions(
