@@ -52,8 +52,13 @@ def test_metrics_equal_aqa_mmau_score_on_the_same_predictions(tmp_path):
     assert [metrics[f"eval_accuracy_{task}"] for task in ("sound", "music", "speech")] == [66.67, 0.0, 0.0]
     path = write_predictions(str(tmp_path), 7, predictions)
     assert path == tmp_path / "eval" / "step-7.json"
-    done = subprocess.run([sys.executable, "-m", "aqa", "mmau", "score", str(path), "--json"], capture_output=True,
-                          text=True, cwd=ROOT, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "aqa", "mmau", "score", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     scored = json.loads(done.stdout)
     assert (scored["total"], scored["strict"]["total"], scored["n"]) == (official, strict, 6)
     assert all(metrics[f"eval_accuracy_{task}"] == scored[task] for task in ("sound", "music", "speech"))
@@ -75,15 +80,29 @@ def clip(tmp_path):
 @pytest.mark.parametrize("layout", ["avqa", "mmau"])
 def test_eval_questions_from_avqa_rows_or_an_mmau_file(layout, clip, tmp_path):
     if layout == "avqa":  # JSON lines, answer index, question_type as the sub-category
-        good = {"id": 1, "question_text": "In the video?", "multi_choice": CHOICES, "answer": 2,
-                "audio_path": "clips/tone.wav", "question_type": "Which"}  # fmt: skip
+        good = {
+            "id": 1,
+            "question_text": "In the video?",
+            "multi_choice": CHOICES,
+            "answer": 2,
+            "audio_path": "clips/tone.wav",
+            "question_type": "Which",
+        }
         bad = {**good, "id": 2, "audio_path": "clips/missing.wav"}
         path = tmp_path / "eval.jsonl"
         path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
         expected = ("1", "In the audio?", "Rain", None, "Which")
     else:  # a JSON list, audio relative to --eval_audio_dir
-        good = {"id": "m1", "audio_id": "./clips/tone.wav", "question": "In the video?", "choices": CHOICES,
-                "answer": "A cat", "task": "sound", "difficulty": "hard", "sub-category": "Animals"}  # fmt: skip
+        good = {
+            "id": "m1",
+            "audio_id": "./clips/tone.wav",
+            "question": "In the video?",
+            "choices": CHOICES,
+            "answer": "A cat",
+            "task": "sound",
+            "difficulty": "hard",
+            "sub-category": "Animals",
+        }
         path = tmp_path / "elsewhere" / "mmau.json"
         path.parent.mkdir()
         path.write_text(json.dumps([good, {**good, "id": "m2", "answer": "A horse"}]))

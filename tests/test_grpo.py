@@ -100,8 +100,16 @@ def eval_file(avqa_file) -> Path:
 
     def item(number, clip, task, answer):
         choices = ["A tone", "Noise", "A dog", "Speech"]
-        return {"id": f"e{number}", "audio_id": f"./clips/{clip}.wav", "question": "What is heard?", "choices": choices,
-                "answer": answer, "task": task, "difficulty": "easy", "sub-category": "Sound source"}  # fmt: skip
+        return {
+            "id": f"e{number}",
+            "audio_id": f"./clips/{clip}.wav",
+            "question": "What is heard?",
+            "choices": choices,
+            "answer": answer,
+            "task": task,
+            "difficulty": "easy",
+            "sub-category": "Sound source",
+        }
 
     path = avqa_file.parent / "eval.json"
     items = [item(1, "tone", "sound", "A tone"), item(2, "noise", "sound", "Noise"), item(3, "tone", "music", "A tone")]
@@ -194,15 +202,7 @@ def test_evaluation_answers_as_aqa_mmau_run_answers_the_checkpoint(trained, eval
         assert row["probabilities"] == pytest.approx(by_aqa[row["id"]]["probabilities"], abs=1e-5)
 
 
-def training_weights(checkpoint: Path, lora: bool) -> dict[str, torch.Tensor]:
-    """A checkpoint's trained weights: the adapter as PEFT saved it, or the full model by its in-memory names."""
-    if lora:
-        return load_file(str(checkpoint / "adapter_model.safetensors"))
-    return load_model(str(checkpoint), precision="fp32", device="cpu").hf.state_dict()
-
-
-def test_a_checkpoint_with_mismatched_keys_is_refused_in_one_line(trained, tiny_model_dir, avqa_file, tmp_path,
-                                                                   capsys):  # fmt: skip
+def test_a_checkpoint_with_mismatched_keys_is_refused_in_one_line(trained, tiny_model_dir, avqa_file, tmp_path, capsys):
     out = tmp_path / "out"
     checkpoint = shutil.copytree(trained[0] / "checkpoint-2", out / "checkpoint-2")
     weights = load_file(str(checkpoint / "model.safetensors"))
@@ -404,25 +404,49 @@ def test_policy_learns_a_dense_reward_through_the_audio_path(tiny_model_dir, avq
 
 
 def test_evaluation_between_steps_leaves_training_unchanged(tiny_model_dir, avqa_file, eval_file, tmp_path):
-    """The same run with and without an evaluation after every step: identical losses, rewards and final weights."""
+    """The same run with and without an evaluation after every step: identical losses, rewards and weights. With
+    --load_best_model_at_end the weights of the best checkpoint by eval accuracy come back at the end."""
     runs = {}
-    for name, options in (("plain", {}), ("evaluated", dict(eval_strategy="steps", eval_steps=1))):
+    evaluated = dict(eval_strategy="steps", eval_steps=1, save_strategy="steps", save_steps=1)
+    evaluated |= dict(load_best_model_at_end=True, metric_for_best_model="accuracy")
+    for name, options in (("plain", {}), ("evaluated", evaluated)):
         eval_set = load_eval_set(str(eval_file), None, DataOptions()) if options else None
-        trainer, _, _ = make_trainer(tiny_model_dir, avqa_file, tmp_path / name, eval_set=eval_set, **options)
+        trainer, _, _ = make_trainer(
+            tiny_model_dir,
+            avqa_file,
+            tmp_path / name,
+            reward_funcs=[low_byte_share],
+            learning_rate=1e-3,
+            eval_set=eval_set,
+            **options,
+        )
         trainer.train()
         runs[name] = trainer
     plain, evaluated = runs["plain"], runs["evaluated"]
     assert [entry["step"] for entry in evaluated.state.log_history if "eval_accuracy" in entry] == [1, 2]
     assert not any("eval_accuracy" in entry for entry in plain.state.log_history)
-    keys = ("loss", "grad_norm", "reward", "rewards/accuracy_reward/mean", "completions/mean_length", "kl")
+    keys = ("loss", "grad_norm", "reward", "rewards/low_byte_share/mean", "completions/mean_length", "kl")
     steps = [
         [{key: entry[key] for key in keys} for entry in trainer.state.log_history if "loss" in entry]
         for trainer in (plain, evaluated)
     ]
     assert steps[0] == steps[1] and len(steps[0]) == 2
     assert evaluated.model.training  # back in training mode
-    for (name, a), b in zip(plain.model.named_parameters(), evaluated.model.parameters()):
-        assert torch.equal(a, b), name
+    after_two_steps = training_weights(tmp_path / "evaluated" / "checkpoint-2", lora=False)
+    trained = plain.model.state_dict()
+    assert all(torch.equal(trained[name], after_two_steps[name]) for name in trained)
+    best = training_weights(Path(evaluated.state.best_model_checkpoint), lora=False)
+    final = evaluated.model.state_dict()
+    assert all(torch.equal(final[name], best[name]) for name in final)
+    if evaluated.state.best_model_checkpoint.endswith("checkpoint-1"):
+        assert any(not torch.equal(final[name], after_two_steps[name]) for name in final)
+
+
+def training_weights(checkpoint: Path, lora: bool) -> dict[str, torch.Tensor]:
+    """A checkpoint's trained weights: the adapter as PEFT saved it, or the full model by its in-memory names."""
+    if lora:
+        return load_file(str(checkpoint / "adapter_model.safetensors"))
+    return load_model(str(checkpoint), precision="fp32", device="cpu").hf.state_dict()
 
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])

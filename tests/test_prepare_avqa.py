@@ -171,11 +171,11 @@ def test_a_stereo_clip_becomes_its_first_channel_unless_mixed(tmp_path, channel,
     media = tmp_path / "media"
     media.mkdir()
     # 16 kHz stereo: a tone on the left, silence on the right
-    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=1:sample_rate=16000", "-af", "pan=stereo|c0=c0|c1=0*c0",
-           str(media / "vid_s_000001.wav"))  # fmt: skip
+    tone = "sine=frequency=440:duration=1:sample_rate=16000"
+    ffmpeg("-f", "lavfi", "-i", tone, "-af", "pan=stereo|c0=c0|c1=0*c0", str(media / "vid_s_000001.wav"))
     qa, out = tmp_path / "qa.json", tmp_path / "data" / "avqa.jsonl"
-    qa.write_text(json.dumps([{"id": 1, "video_name": "vid_s_000001", "question_text": "Q?", "multi_choice": OPTIONS,
-                               "answer": 0}]))  # fmt: skip
+    row = {"id": 1, "video_name": "vid_s_000001", "question_text": "Q?", "multi_choice": OPTIONS, "answer": 0}
+    qa.write_text(json.dumps([row]))
     assert main(["--qa", str(qa), "--media", str(media), "--out", str(out), "--channel", channel]) == 0
     source, _ = sf.read(media / "vid_s_000001.wav", dtype="float32")
     extracted, rate = sf.read(out.parent / read_rows(out)[0]["audio_path"], dtype="float32")

@@ -137,9 +137,17 @@ def resume_checkpoint(training_args: TrainingArguments) -> str | None:
         raise UsageError(f"{value}: no such checkpoint directory")
     if not (folder / "trainer_state.json").is_file():
         raise UsageError(f"{value}: not a training checkpoint (no trainer_state.json)")
-    if not ((folder / "optimizer.pt").is_file() or any(folder.glob("global_step*"))):
+    if not has_optimizer_state(folder):
         raise UsageError(f"{value}: no optimizer state (saved with --save_only_model?), so it cannot be resumed")
     return str(folder)
+
+
+def has_optimizer_state(folder: Path) -> bool:
+    """optimizer.pt (or .bin) as the Trainer writes it, a sharded optimizer folder (FSDP), or DeepSpeed's
+    global_stepN folder, which holds the optimizer and the ZeRO partitions of the weights."""
+    files = (folder / "optimizer.pt").is_file() or (folder / "optimizer.bin").is_file()
+    folders = [path.name for path in folder.iterdir() if path.is_dir()]
+    return files or any("optimizer" in name or name.startswith("global_step") for name in folders)
 
 
 def set_up_evaluation(data_args: DataArguments, training_args: TrainingArguments) -> None:
