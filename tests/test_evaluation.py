@@ -114,3 +114,4 @@ def test_eval_questions_from_avqa_rows_or_an_mmau_file(layout, clip, tmp_path):
     assert row["audio_id"] == str(clip) and row["choices"] == CHOICES
     [question] = eval_set.questions
     assert (question.audio, question.options, question.allow_duplicate_options) == (str(clip), tuple(CHOICES), True)
+    assert question.channel == "first"  # heard as in training

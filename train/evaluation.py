@@ -51,7 +51,6 @@ def load_eval_set(path: str, audio_dir: str | None, options: DataOptions) -> Eva
     """The eval file's usable questions (bad rows skipped and counted in the log, as for training)."""
     if not Path(path).is_file():
         raise InputError(f"{path}: no such eval file")
-    # Audio is checked as for training; `aqa mmau run` answers the same clips in its own way (its down-mix)
     pairs, skipped = load_rows(path, options, audio_dir)
     if not pairs:
         raise InputError(f"{path}: no usable eval questions (skipped: {dict(skipped)})")
@@ -66,8 +65,16 @@ def load_eval_set(path: str, audio_dir: str | None, options: DataOptions) -> Eva
         }
         for row, example in pairs
     )
+    # Heard as in training (options.audio_channel: the first channel by default, as R1-AQA's test script did too);
+    # `aqa mmau run` mixes the channels by default, so on stereo clips its answers can differ.
     questions = tuple(
-        Question(example.audio_path, example.question, example.options, allow_duplicate_options=True)
+        Question(
+            example.audio_path,
+            example.question,
+            example.options,
+            allow_duplicate_options=True,
+            channel=options.audio_channel,
+        )
         for _, example in pairs
     )
     return EvalSet(str(path), records, questions)
