@@ -251,6 +251,8 @@ def test_two_processes_on_cpu(tiny_model_dir, avqa_file, eval_file, tmp_path):
         (["--use_transformers_continuous_batching", "true"], "--use_transformers_continuous_batching is not supported"),
         (["--model_init_kwargs", '{"dtype": "float32"}'], "--model_init_kwargs is not supported here"),
         (["--eval_strategy", "steps"], "evaluation needs questions: give --eval_file"),
+        (["--eval_steps", "100"], "evaluation needs questions: give --eval_file"),
+        (["--use_peft", "true", "--resume_from_checkpoint", "CHECKPOINT"], "holds no LoRA adapter: a full fine-tune"),
         (["--eval_file", "no/such.json"], "no/such.json: no such eval file"),
         (
             ["--eval_file", "EVAL", "--eval_strategy", "steps", "--load_best_model_at_end", "true"],
@@ -268,7 +270,11 @@ def test_bad_settings_are_one_line_errors_before_the_model_loads(
     out = tmp_path / "out"
     base = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out)]
     train_file = [] if "--train_file" in args else ["--train_file", str(avqa_file)]
-    args = [str(eval_file) if arg == "EVAL" else arg for arg in args]
+    checkpoint = tmp_path / "checkpoint-2"  # a full fine-tune's, as far as the checks before loading can tell
+    checkpoint.mkdir()
+    for name in ("trainer_state.json", "optimizer.pt", "model.safetensors"):
+        (checkpoint / name).write_text("{}")
+    args = [{"EVAL": str(eval_file), "CHECKPOINT": str(checkpoint)}.get(arg, arg) for arg in args]
     assert run([*base, *train_file, *args]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("error: ") and message.replace("OUT", str(out)) in error

@@ -119,10 +119,11 @@ def check_settings(training_args: TrainingArguments) -> None:
             raise UsageError(f"--{name} is not supported here: {reason}")
 
 
-def resume_checkpoint(training_args: TrainingArguments) -> str | None:
+def resume_checkpoint(training_args: TrainingArguments, model_args: AudioModelConfig) -> str | None:
     """The checkpoint folder to resume from: `--resume_from_checkpoint DIR`, or `true`/`last` for the newest one in
     output_dir. Checked now, before anything loads: it must hold the trainer state and the optimizer's (a checkpoint
-    saved with --save_only_model would restart the optimizer and the learning-rate schedule)."""
+    saved with --save_only_model would restart the optimizer and the learning-rate schedule), and a LoRA adapter
+    exactly when LoRA is on."""
     value = training_args.resume_from_checkpoint
     if value is None:
         return None
@@ -139,6 +140,11 @@ def resume_checkpoint(training_args: TrainingArguments) -> str | None:
         raise UsageError(f"{value}: not a training checkpoint (no trainer_state.json)")
     if not has_optimizer_state(folder):
         raise UsageError(f"{value}: no optimizer state (saved with --save_only_model?), so it cannot be resumed")
+    adapter = (folder / ADAPTER_SAFE_WEIGHTS_NAME).is_file()
+    if adapter and not model_args.use_peft:
+        raise UsageError(f"{folder} holds a LoRA adapter: resume it with --use_peft true and the same LoRA options")
+    if model_args.use_peft and not adapter:
+        raise UsageError(f"{folder} holds no LoRA adapter: a full fine-tune resumes without --use_peft")
     return str(folder)
 
 
@@ -154,7 +160,7 @@ def set_up_evaluation(data_args: DataArguments, training_args: TrainingArguments
     """`--eval_file` turns evaluation on, every `--eval_steps` (default: at every checkpoint, so each checkpoint's
     trainer_state.json holds its own accuracy); evaluation without an eval file is refused."""
     if data_args.eval_file is None:
-        if training_args.eval_strategy != IntervalStrategy.NO:
+        if training_args.eval_strategy != IntervalStrategy.NO or training_args.eval_steps:
             raise UsageError("evaluation needs questions: give --eval_file (AVQA rows or an MMAU-format file)")
         return
     if training_args.eval_strategy == IntervalStrategy.NO:

@@ -15,6 +15,9 @@ A recipe (YAML) sets every hyper-parameter; any field can be overridden on the c
 
 Several nodes: the same command on every node, adding `--num_machines N --num_processes 8N --machine_rank R
 --main_process_ip HOST0 --main_process_port 29500` after `accelerate launch`.
+
+Add `--eval_file dev.json` to answer a dev set at every checkpoint (accuracy logged as eval_accuracy), and
+`--resume_from_checkpoint true` to continue a stopped run from its newest checkpoint (README: Training).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     # --- settings: what cannot work fails now, in one line, before anything loads --------------------------------
     check_settings(training_args)
     set_up_evaluation(data_args, training_args)
-    checkpoint = resume_checkpoint(training_args)
+    checkpoint = resume_checkpoint(training_args, model_args)
     check_report_to(training_args)
     if training_args.should_log:
         log_config(data_args, model_args, training_args, path=Path(training_args.output_dir) / "run_config.json")

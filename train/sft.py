@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     # --- settings: what cannot work fails now, in one line, before anything loads --------------------------------
     check_settings(training_args)
     set_up_evaluation(data_args, training_args)
-    checkpoint = resume_checkpoint(training_args)
+    checkpoint = resume_checkpoint(training_args, model_args)
     check_report_to(training_args)
     if training_args.should_log:
         log_config(data_args, model_args, training_args, path=Path(training_args.output_dir) / "run_config.json")
