@@ -10,7 +10,8 @@ log-probabilities on the <|AUDIO|> placeholder embeddings, silently: Qwen2-Audio
   (which expands each <|AUDIO|> to one token per encoder frame); generation receives the features as a
   multimodal field, like a VLM's pixel values.
 - `_get_per_token_logps_and_entropies`: every log-probability pass (old policy, reference, policy) goes through
-  it; it attaches the features of exactly the rows being scored, sliced per chunk.
+  it; it attaches the features of exactly the rows being scored, sliced per chunk, and checks that each row's
+  <|AUDIO|> tokens number its own clip's encoder outputs (`train.data.check_audio_rows`).
 - `_generate_and_score_completions` / `_compute_loss`: the features travel with their completions through TRL's
   shuffle and split of the generation batch, and are handed to the loss pass.
 - `_calculate_rewards`: also logs the format rate (share of completions that are exactly one <answer> block),
