@@ -138,3 +138,31 @@ def aqa_cli():
         return done
 
     return call
+
+
+@pytest.fixture
+def resume_spy():
+    """A Trainer callback that records the model's trained weights when training begins, which is after a resume
+    has loaded the checkpoint (for a LoRA model, its adapter under the names PEFT saves), and every warning
+    transformers logs meanwhile."""
+    import logging
+
+    from peft import PeftModel, get_peft_model_state_dict
+    from transformers import TrainerCallback
+
+    class ResumeSpy(TrainerCallback):
+        loaded: dict[str, torch.Tensor] | None = None
+        warnings: list[str] = []
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            weights = get_peft_model_state_dict(model) if isinstance(model, PeftModel) else model.state_dict()
+            self.loaded = {name: tensor.detach().clone() for name, tensor in weights.items()}
+
+    spy = ResumeSpy()
+    spy.warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: spy.warnings.append(record.getMessage())
+    library = logging.getLogger("transformers")  # it does not propagate to the root logger pytest watches
+    library.addHandler(handler)
+    yield spy
+    library.removeHandler(handler)

@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -162,3 +163,21 @@ def test_bad_input_is_one_line_error(tmp_path, capsys, case, message):
     assert main(["--qa", str(qa), "--media", str(media), "--out", str(tmp_path / "o.jsonl")]) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
+
+
+@pytest.mark.parametrize(("channel", "gain"), [("first", 1.0), ("mix", 0.5)])
+def test_a_stereo_clip_becomes_its_first_channel_unless_mixed(tmp_path, channel, gain):
+    """R1-AQA's loader keeps waveform[0]; the extraction keeps that channel by default (`--channel mix` averages)."""
+    media = tmp_path / "media"
+    media.mkdir()
+    # 16 kHz stereo: a tone on the left, silence on the right
+    tone = "sine=frequency=440:duration=1:sample_rate=16000"
+    ffmpeg("-f", "lavfi", "-i", tone, "-af", "pan=stereo|c0=c0|c1=0*c0", str(media / "vid_s_000001.wav"))
+    qa, out = tmp_path / "qa.json", tmp_path / "data" / "avqa.jsonl"
+    row = {"id": 1, "video_name": "vid_s_000001", "question_text": "Q?", "multi_choice": OPTIONS, "answer": 0}
+    qa.write_text(json.dumps([row]))
+    assert main(["--qa", str(qa), "--media", str(media), "--out", str(out), "--channel", channel]) == 0
+    source, _ = sf.read(media / "vid_s_000001.wav", dtype="float32")
+    extracted, rate = sf.read(out.parent / read_rows(out)[0]["audio_path"], dtype="float32")
+    assert rate == 16000 and extracted.ndim == 1
+    np.testing.assert_allclose(extracted, gain * source[:, 0], atol=2e-4)  # 16-bit WAV: within a quantization step

@@ -1,8 +1,11 @@
-"""train.sft on the tiny checkpoint: answer-only labels and loss, 2 training steps, LoRA, `aqa ask` on the result."""
+"""train.sft on the tiny checkpoint: answer-only labels and loss, 2 training steps with an evaluation, LoRA, `aqa ask`
+on the result, resume that restores the trained weights, settings refused before the model loads, each row with its
+own clip's features."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import ROOT
+from safetensors.torch import load_file
 from test_prepare_avqa import make_avqa  # the same small AVQA, made with FFmpeg
 
 from aqa.inputs import Prepared, build_inputs
@@ -94,13 +98,38 @@ def test_loss_counts_only_the_answer_tokens(batch, tiny_model):
     tiny_model.hf.zero_grad(set_to_none=True)
 
 
-def test_two_steps_save_a_model_that_aqa_answers_with(avqa_jsonl, tiny_model_dir, tmp_path, aqa_cli):
-    out = tmp_path / "sft"
-    command = [sys.executable, "-m", "train.sft", "--config", str(TINY_RECIPE), "--model_name_or_path"]
-    command += [str(tiny_model_dir), "--train_file", str(avqa_jsonl), "--output_dir", str(out), "--max_steps", "2"]
+def tiny_args(model_dir, train_file, output_dir, *overrides) -> list[str]:
+    args = ["--config", TINY_RECIPE, "--model_name_or_path", model_dir, "--train_file", train_file]
+    return list(map(str, [*args, "--output_dir", output_dir, *overrides]))
+
+
+@pytest.fixture(scope="module")
+def full_run(avqa_jsonl, tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny recipe from the command line: 2 steps, a checkpoint and an evaluation (on the training file's
+    questions, AVQA rows) at step 2."""
+    out = tmp_path_factory.mktemp("sft") / "full"
+    command = [
+        sys.executable,
+        "-m",
+        "train.sft",
+        *tiny_args(tiny_model_dir, avqa_jsonl, out, "--eval_file", avqa_jsonl),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
+    return out
 
+
+@pytest.fixture(scope="module")
+def lora_run(avqa_jsonl, tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny recipe with LoRA (rank 8), in process: 2 steps, a checkpoint at step 2, merged at the end."""
+    out = tmp_path_factory.mktemp("sft") / "lora"
+    args = tiny_args(tiny_model_dir, avqa_jsonl, out, "--use_peft", "true", "--lora_r", "8", "--lora_alpha", "16")
+    assert sft.run(args) == 0
+    return out
+
+
+def test_two_steps_save_a_model_that_aqa_answers_with(full_run, tiny_model_dir, avqa_jsonl, aqa_cli):
+    out = full_run
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2 and all(log["loss"] > 0 for log in state["log_history"] if "loss" in log)
     before, after = weights(tiny_model_dir), weights(out)
@@ -115,12 +144,22 @@ def test_two_steps_save_a_model_that_aqa_answers_with(avqa_jsonl, tiny_model_dir
     assert result["answer"] in options and sum(result["probabilities"].values()) == pytest.approx(1.0)
 
 
-def test_lora_trains_only_the_language_model_and_saves_it_merged(avqa_jsonl, tiny_model_dir, tmp_path):
-    out = tmp_path / "lora"
-    args = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--train_file"]
-    args += [str(avqa_jsonl), "--output_dir", str(out), "--use_peft", "true", "--lora_r", "8", "--lora_alpha", "16"]
-    assert sft.run(args + ["--save_strategy", "no"]) == 0
+def test_evaluation_is_kept_in_the_checkpoint_and_equals_aqa_mmau_score(full_run, aqa_cli):
+    """--eval_file alone evaluates at every checkpoint; AVQA rows are scored like MMAU's (question_type as the
+    sub-category)."""
+    state = json.loads((full_run / "checkpoint-2" / "trainer_state.json").read_text())
+    [evaluation] = [entry for entry in state["log_history"] if "eval_accuracy" in entry]
+    scored = json.loads(aqa_cli("mmau", "score", full_run / "eval" / "step-2.json", "--json", check=True).stdout)
+    assert evaluation["step"] == 2 and evaluation["eval_questions"] == scored["n"] == 4
+    assert (evaluation["eval_accuracy"], evaluation["eval_strict_accuracy"]) == (
+        scored["total"],
+        scored["strict"]["total"],
+    )
+    assert set(scored["subcategories"]) == {"Which"}
 
+
+def test_lora_trains_only_the_language_model_and_saves_it_merged(lora_run, tiny_model_dir):
+    out = lora_run
     before, after = weights(tiny_model_dir), weights(out)
     assert before.keys() == after.keys()  # merged: a plain Qwen2-Audio checkpoint, no adapter weights left
     assert (out / "adapter" / "adapter_config.json").is_file()
@@ -130,18 +169,84 @@ def test_lora_trains_only_the_language_model_and_saves_it_merged(avqa_jsonl, tin
     assert any(".mlp." in name for name in changed) and any(".self_attn." in name for name in changed)
 
 
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_resume_restores_the_trained_weights(
+    lora, full_run, lora_run, avqa_jsonl, tiny_model_dir, tmp_path, resume_spy, monkeypatch
+):
+    """Resumed from checkpoint-2 to step 3, nothing else changed: the weights at the start of step 3 are
+    checkpoint-2's, tensor for tensor, and no key is reported missing or unexpected."""
+    out = tmp_path / "out"
+    checkpoint = shutil.copytree((lora_run if lora else full_run) / "checkpoint-2", out / "checkpoint-2")
+
+    class Spied(sft.AudioSFTTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.add_callback(resume_spy)
+
+    monkeypatch.setattr(sft, "AudioSFTTrainer", Spied)
+    lora_args = ["--use_peft", "true", "--lora_r", "8", "--lora_alpha", "16", "--merge_adapter", "false"]
+    resume = [*(lora_args if lora else []), "--resume_from_checkpoint", checkpoint, "--max_steps", "3"]
+    assert sft.run(tiny_args(tiny_model_dir, avqa_jsonl, out, *resume)) == 0
+
+    if lora:
+        saved = load_file(str(checkpoint / "adapter_model.safetensors"))
+        assert any(name.endswith("lora_B.weight") and bool(tensor.any()) for name, tensor in saved.items())
+    else:
+        saved = weights(checkpoint)
+        assert not torch.equal(saved["lm_head.weight"], weights(tiny_model_dir)["lm_head.weight"])
+    assert resume_spy.loaded.keys() == saved.keys()
+    assert all(torch.equal(resume_spy.loaded[name], saved[name]) for name in saved)
+    assert not [message for message in resume_spy.warnings if "keys" in message]
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == [1, 2, 3]
+
+
+def test_a_lora_checkpoint_is_refused_without_lora_in_one_line(lora_run, avqa_jsonl, tiny_model_dir, tmp_path, capsys):
+    checkpoint = lora_run / "checkpoint-2"
+    args = tiny_args(tiny_model_dir, avqa_jsonl, tmp_path / "out", "--resume_from_checkpoint", checkpoint)
+    assert sft.run(args) == 2
+    error = capsys.readouterr().err.splitlines()[-1]  # the last line, after the progress bars
+    assert (
+        error == f"error: {checkpoint} holds a LoRA adapter: resume it with --use_peft true and the same LoRA options"
+    )
+
+
+def test_features_swapped_between_two_rows_are_caught(batch, tiny_model):
+    items, inputs = batch
+    trainer = sft.AudioSFTTrainer(
+        model=tiny_model.hf,
+        args=sft.SFTConfig(output_dir="unused", use_cpu=True, report_to="none"),
+        compute_loss_func=sft.answer_loss,
+    )
+    swapped = {**inputs, **{key: inputs[key][[2, 1, 0]] for key in ("input_features", "feature_attention_mask")}}
+    with pytest.raises(
+        RuntimeError, match=r"row 0 holds \d+ <\|AUDIO\|> tokens but its audio features make 50 encoder"
+    ):
+        trainer.compute_loss(tiny_model.hf, swapped)
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
         (["--train_file", "no/such.jsonl"], "no/such.jsonl: no such training file"),
         (["--model_name_or_path", "./no/such/model"], "./no/such/model: no such model directory"),
+        (["--remove_unused_columns", "true"], "--remove_unused_columns is not supported here"),
+        (["--resume_from_checkpoint", "true"], "--resume_from_checkpoint true: OUT holds no checkpoint-N folder"),
+        (["--eval_strategy", "steps"], "evaluation needs questions: give --eval_file"),
+        (["--use_vllm", "true"], "not used by the HfArgumentParser"),  # GRPO's option: unknown to SFT
     ],
 )
-def test_bad_input_is_one_line_error(avqa_jsonl, tiny_model_dir, tmp_path, capsys, override, message):
-    args = ["--config", str(TINY_RECIPE), "--model_name_or_path", str(tiny_model_dir), "--train_file", str(avqa_jsonl)]
-    assert sft.run(args + ["--output_dir", str(tmp_path / "o"), *override]) == 2
+def test_bad_input_is_one_line_error_before_the_model_loads(
+    avqa_jsonl, tiny_model_dir, tmp_path, capsys, monkeypatch, override, message
+):
+    def no_model(*_, **__):
+        raise AssertionError("the model was loaded before the settings were checked")
+
+    monkeypatch.setattr(sft, "get_model", no_model)
+    out = tmp_path / "o"
+    assert sft.run(tiny_args(tiny_model_dir, avqa_jsonl, out, *override)) == 2
     error = capsys.readouterr().err
-    assert message in error and error.count("\n") == 1
+    assert message.replace("OUT", str(out)) in error and error.count("\n") == 1
 
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "train" / "recipes").glob("sft_*.yaml")), ids=lambda p: p.stem)

@@ -1,13 +1,19 @@
-"""What GRPO and SFT share beyond data: loading the policy and processor, logging, resuming, saving, the CLI wrapper.
+"""What GRPO and SFT share beyond data: settings checked before anything loads, loading the policy and processor,
+logging, resuming, evaluating and saving (`AudioTrainerHooks`), the CLI wrapper.
 
-Both trainers load, save and fail the same way, so an SFT run and a GRPO run differ only in their objective.
+Both trainers load, save, resume, evaluate and fail the same way, so an SFT run and a GRPO run differ only in their
+objective.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import importlib.util
+import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,13 +21,31 @@ import datasets
 import torch
 import transformers
 from accelerate import PartialState
+from accelerate.utils import gather_object
 from peft import PeftModel
+from safetensors import safe_open
 from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration, Trainer, TrainingArguments
+from transformers.conversion_mapping import get_model_conversion_mapping
+from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
+from transformers.utils import ADAPTER_SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
+from trl.models import unwrap_model_for_generation
 
 from aqa.errors import AQAError, first_line
-from aqa.model import load_kwargs
+from aqa.model import AQAModel, load_kwargs
 from train.config import AUDIO_ENCODER, AudioModelConfig, DataArguments
 from train.data import Example, load_examples
+from train.evaluation import (
+    EvalSet,
+    answer_shard,
+    eval_metrics,
+    in_file_order,
+    load_eval_set,
+    precision_of,
+    write_predictions,
+)
+
+logger = logging.getLogger(__name__)
 
 # Optional logging backends (`--report_to`): the packages any of which each one needs
 LOGGING_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",)}
@@ -77,14 +101,84 @@ def get_processor(model_args: AudioModelConfig):
     return processor
 
 
-def resume_checkpoint(training_args: TrainingArguments) -> str | bool | None:
-    """`--resume_from_checkpoint DIR`, or `true`/`last` for the newest checkpoint in output_dir."""
+# TRL and Trainer settings the audio trainers cannot honour, and why; each is refused before anything loads.
+UNSUPPORTED = {
+    "use_vllm": "TRL's vLLM rollouts pass images only, never audio",
+    "use_transformers_continuous_batching": "TRL's continuous batching generates from text only, without the audio",
+    "cast_lm_head_to_fp32": "TRL 1.16 reads config.tie_word_embeddings, which Qwen2-Audio's config does not have",
+    "model_init_kwargs": "the model is loaded from the model options (--dtype, --attn_implementation, --load_in_4bit)",
+    "remove_unused_columns": "it would drop the columns the rewards and the audio collation read (answer, the clip)",
+    "num_generations_eval": "evaluation answers --eval_file with aqa's greedy answering, sampling no generations",
+}
+
+
+def check_settings(training_args: TrainingArguments) -> None:
+    """Refuse, in one line and before anything loads, the settings the audio trainers cannot honour."""
+    for name, reason in UNSUPPORTED.items():
+        if getattr(training_args, name, None):
+            raise UsageError(f"--{name} is not supported here: {reason}")
+
+
+def resume_checkpoint(training_args: TrainingArguments, model_args: AudioModelConfig) -> str | None:
+    """The checkpoint folder to resume from: `--resume_from_checkpoint DIR`, or `true`/`last` for the newest one in
+    output_dir. Checked now, before anything loads: it must hold the trainer state and the optimizer's (a checkpoint
+    saved with --save_only_model would restart the optimizer and the learning-rate schedule), and a LoRA adapter
+    exactly when LoRA is on."""
     value = training_args.resume_from_checkpoint
-    if value is not None and value.lower() in ("true", "last"):
-        return True
-    if value is not None and not Path(value).is_dir():
+    if value is None:
+        return None
+    output_dir = Path(training_args.output_dir)
+    if value.lower() in ("true", "last"):
+        last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+        if last is None:
+            raise UsageError(f"--resume_from_checkpoint {value}: {output_dir} holds no checkpoint-N folder")
+        value = last
+    folder = Path(value)
+    if not folder.is_dir():
         raise UsageError(f"{value}: no such checkpoint directory")
-    return value
+    if not (folder / "trainer_state.json").is_file():
+        raise UsageError(f"{value}: not a training checkpoint (no trainer_state.json)")
+    if not has_optimizer_state(folder):
+        raise UsageError(f"{value}: no optimizer state (saved with --save_only_model?), so it cannot be resumed")
+    adapter = (folder / ADAPTER_SAFE_WEIGHTS_NAME).is_file()
+    if adapter and not model_args.use_peft:
+        raise UsageError(f"{folder} holds a LoRA adapter: resume it with --use_peft true and the same LoRA options")
+    if model_args.use_peft and not adapter:
+        raise UsageError(f"{folder} holds no LoRA adapter: a full fine-tune resumes without --use_peft")
+    return str(folder)
+
+
+def has_optimizer_state(folder: Path) -> bool:
+    """optimizer.pt (or .bin) as the Trainer writes it, a sharded optimizer folder (FSDP), or DeepSpeed's
+    global_stepN folder, which holds the optimizer and the ZeRO partitions of the weights."""
+    files = (folder / "optimizer.pt").is_file() or (folder / "optimizer.bin").is_file()
+    folders = [path.name for path in folder.iterdir() if path.is_dir()]
+    return files or any("optimizer" in name or name.startswith("global_step") for name in folders)
+
+
+def set_up_evaluation(data_args: DataArguments, training_args: TrainingArguments) -> None:
+    """`--eval_file` turns evaluation on, every `--eval_steps` (default: at every checkpoint, so each checkpoint's
+    trainer_state.json holds its own accuracy); evaluation without an eval file is refused."""
+    if data_args.eval_file is None:
+        if training_args.eval_strategy != IntervalStrategy.NO or training_args.eval_steps:
+            raise UsageError("evaluation needs questions: give --eval_file (AVQA rows or an MMAU-format file)")
+        return
+    if training_args.eval_strategy == IntervalStrategy.NO:
+        training_args.eval_strategy = IntervalStrategy.STEPS
+        training_args.do_eval = True
+        if not training_args.eval_steps:
+            saving = training_args.save_strategy == "steps"
+            training_args.eval_steps = training_args.save_steps if saving else training_args.logging_steps
+    if training_args.load_best_model_at_end:
+        metric = training_args.metric_for_best_model or ""
+        if metric.removeprefix("eval_") not in ("accuracy", "strict_accuracy"):
+            raise UsageError("--load_best_model_at_end picks by --metric_for_best_model accuracy or strict_accuracy")
+
+
+def get_eval_set(data_args: DataArguments) -> EvalSet | None:
+    if data_args.eval_file is None:
+        return None
+    return load_eval_set(data_args.eval_file, data_args.eval_audio_dir, data_args.data_options())
 
 
 def check_report_to(training_args: TrainingArguments) -> None:
@@ -97,6 +191,172 @@ def check_report_to(training_args: TrainingArguments) -> None:
 
 def installed(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
+
+
+# --- checkpoints: the weights back under whatever key names they were saved with ------------------------------------
+
+
+def load_checkpoint_weights(model: torch.nn.Module, folder: str | Path) -> None:
+    """Load a checkpoint's trained weights into `model`, every key matched, or raise UsageError in one line.
+
+    transformers 5 renames Qwen2-Audio's parameters at load (the files keep `language_model.model.*`, `audio_tower.*`;
+    the modules are `model.language_model.*`, `model.audio_tower.*`) and `save_pretrained` writes the old names back,
+    but the Trainer's resume calls a plain non-strict `load_state_dict`: nothing matches, a warning lists the "missing
+    keys" and training goes on from the base weights (huggingface/transformers issue 43701). Here the checkpoint's
+    keys go through the same renaming `from_pretrained` applies, and any key left unmatched is an error. A LoRA
+    checkpoint holds only the adapter, loaded by PEFT and checked the same way.
+    """
+    folder = Path(folder)
+    if isinstance(model, PeftModel):
+        load_adapter_weights(model, folder)
+        return
+    files = checkpoint_files(folder)
+    if files is None:
+        if (folder / ADAPTER_SAFE_WEIGHTS_NAME).is_file():
+            raise UsageError(f"{folder} holds a LoRA adapter: resume it with --use_peft true and the same LoRA options")
+        raise UsageError(f"{folder}: no model weights ({SAFE_WEIGHTS_NAME}) to resume from")
+    transforms = get_model_conversion_mapping(model)
+    renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
+    converters = [t for t in transforms if isinstance(t, WeightConverter)]
+    saved = {rename_source_key(key, renamings, converters)[0]: (key, file) for key, file in files.items()}
+    parameters = model.state_dict()
+    missing, unexpected = sorted(parameters.keys() - saved.keys()), sorted(saved.keys() - parameters.keys())
+    if missing or unexpected:
+        raise UsageError(f"{folder}: its weights do not match the model ({key_mismatch(missing, unexpected)})")
+    by_file: dict[Path, dict[str, str]] = {}
+    for name, (key, file) in saved.items():
+        by_file.setdefault(file, {})[name] = key
+    for file, names in by_file.items():
+        with safe_open(str(file), framework="pt", device="cpu") as tensors:
+            state = {name: tensors.get_tensor(key) for name, key in names.items()}
+        wrong = [name for name, tensor in state.items() if tensor.shape != parameters[name].shape]
+        if wrong:
+            name = wrong[0]
+            shapes = f"{tuple(state[name].shape)} saved, {tuple(parameters[name].shape)} in the model"
+            raise UsageError(f"{folder}: {len(wrong)} weight(s) of another shape, e.g. {name} ({shapes})")
+        model.load_state_dict(state, strict=False)
+
+
+def checkpoint_files(folder: Path) -> dict[str, Path] | None:
+    """Each saved key and the safetensors file that holds it (one file, or shards with an index); None if none."""
+    single, index = folder / SAFE_WEIGHTS_NAME, folder / SAFE_WEIGHTS_INDEX_NAME
+    if single.is_file():
+        with safe_open(str(single), framework="pt", device="cpu") as tensors:
+            return dict.fromkeys(tensors.keys(), single)
+    if index.is_file():
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        return {key: folder / file for key, file in weight_map.items()}
+    return None
+
+
+def load_adapter_weights(model: PeftModel, folder: Path) -> None:
+    if not (folder / ADAPTER_SAFE_WEIGHTS_NAME).is_file():
+        raise UsageError(f"{folder} holds no LoRA adapter: a full fine-tune resumes without --use_peft")
+    adapter = model.active_adapters[0]
+    try:
+        result = model.load_adapter(str(folder), adapter, is_trainable=True)
+    except RuntimeError as error:  # PEFT's load_state_dict: tensors of another shape (another LoRA rank ...)
+        raise UsageError(f"{folder}: its adapter does not fit the model ({first_line(error)})") from None
+    if result.missing_keys or result.unexpected_keys:
+        mismatch = key_mismatch(sorted(result.missing_keys), sorted(result.unexpected_keys))
+        raise UsageError(f"{folder}: its adapter does not match the model's LoRA layers ({mismatch})")
+
+
+def key_mismatch(missing: list[str], unexpected: list[str]) -> str:
+    parts = [f"{len(keys)} {what}, e.g. {keys[0]}" for what, keys in (("missing", missing), ("unexpected", unexpected))]
+    return "; ".join(part for part, keys in zip(parts, (missing, unexpected)) if keys)
+
+
+@contextlib.contextmanager
+def generation_config_of(model, config):
+    """`model` generates with `config` inside the block (the Trainer aligns the live one with the tokenizer)."""
+    live = model.generation_config
+    model.generation_config = config
+    try:
+        yield
+    finally:
+        model.generation_config = live
+
+
+class AudioTrainerHooks:
+    """Trainer hooks GRPO's and SFT's trainers share; mixed in before the Trainer class, each overrides one hook.
+
+    - `_load_from_checkpoint` / `_load_best_model`: the trained weights come back under their saved key names, every
+      key matched (`load_checkpoint_weights`). DeepSpeed restores its own checkpoint (global_stepN) strictly and FSDP
+      its own; those paths are the Trainer's.
+    - `_save`: checkpoints and the final model keep the config the model was loaded with, so that `aqa ask --model
+      CHECKPOINT` loads and decodes them as the base model (training edits the live config: the Trainer aligns the
+      end token with the tokenizer's, gradient checkpointing turns use_cache off, GRPO adds image_token_id).
+    - `evaluate`: aqa's own answering and scoring on `eval_set` (train/evaluation.py), between steps.
+    """
+
+    eval_set: EvalSet | None = None
+
+    def remember_loaded_config(self, model) -> None:
+        """Call before the Trainer (or a subclass) edits the model's configs."""
+        self._loaded_config = copy.deepcopy(model.config)
+        self._loaded_generation_config = copy.deepcopy(model.generation_config)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        logger.info("loading the weights of %s", resume_from_checkpoint)
+        model = self.accelerator.unwrap_model(model if model is not None else self.model)
+        load_checkpoint_weights(model, resume_from_checkpoint)
+
+    def _load_best_model(self):
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_best_model()
+        logger.info("loading the best checkpoint, %s", self.state.best_model_checkpoint)
+        load_checkpoint_weights(self.accelerator.unwrap_model(self.model), self.state.best_model_checkpoint)
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        super()._save(output_dir, state_dict)
+        folder = Path(output_dir or self.args.output_dir)
+        if self.args.should_save and (folder / "config.json").is_file():  # an adapter directory has no config.json
+            self._loaded_config.save_pretrained(folder)
+            self._loaded_generation_config.save_pretrained(folder)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Answer the eval questions with the policy as it is now (each process a share, gathered), log the accuracy
+        beside the training metrics, and write the predictions to OUTPUT_DIR/eval/step-N.json.
+
+        Between steps and without side effects on training: the model is in eval mode (no dropout) and back in its
+        mode after, gradient checkpointing is paused as for generation, the random number generators are restored,
+        and ZeRO-3 shards are gathered for the duration (as TRL does for generation)."""
+        eval_set = eval_dataset if isinstance(eval_dataset, EvalSet) else self.eval_set
+        if eval_set is None:
+            raise ValueError("no eval questions: pass --eval_file")
+        start = time.perf_counter()
+        model, accelerator = self.model, self.accelerator
+        was_training = model.training
+        model.eval()
+        devices = [accelerator.device.index or 0] if accelerator.device.type == "cuda" else []
+        try:
+            with (
+                torch.random.fork_rng(devices=devices),
+                unwrap_model_for_generation(
+                    self.model_wrapped,
+                    accelerator,
+                    gradient_checkpointing_kwargs=self.args.activation_checkpointing_kwargs,
+                ) as unwrapped,
+            ):
+                policy = unwrapped.get_base_model() if isinstance(unwrapped, PeftModel) else unwrapped
+                with generation_config_of(policy, self._loaded_generation_config):
+                    name, precision = self.args.output_dir, precision_of(policy)
+                    answerer = AQAModel(policy, self.processing_class, name, precision, accelerator.device)
+                    rank, world = accelerator.process_index, accelerator.num_processes
+                    shard = answer_shard(answerer, eval_set, rank, world, self.args.per_device_eval_batch_size)
+            predictions = in_file_order(gather_object(shard))
+            metrics = eval_metrics(predictions, metric_key_prefix)
+            metrics[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - start, 3)
+            if self.args.should_save:
+                write_predictions(self.args.output_dir, self.state.global_step, predictions)
+            self.log(metrics)  # in eval mode: TRL's log() then adds its (empty) eval metrics, not the training ones
+        finally:
+            model.train(was_training)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
 
 
 def save_final(trainer: Trainer, model_args: AudioModelConfig, training_args: TrainingArguments) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from trl import GRPOConfig, ModelConfig, TrlParser
 
+from aqa.audio import CHANNELS
 from aqa.errors import InputError, first_line
 from train.data import DataOptions
 
@@ -48,7 +49,17 @@ class DataArguments:
     )
     video_to_audio: bool = field(
         default=False,
-        metadata={"help": "Rewrite the word 'video' to 'audio' in questions, as R1-AQA's training did on AVQA."},
+        metadata={
+            "help": "Rewrite 'video' to 'audio' in questions as R1-AQA's training did on AVQA: a case-sensitive "
+            "substring replace ('videos' -> 'audios', 'Video' untouched)."
+        },
+    )
+    audio_channel: str = field(
+        default="first",
+        metadata={
+            "help": "How a multi-channel clip becomes mono: 'first' keeps its first channel, as R1-AQA's data "
+            "loader did (waveform[0]); 'mix' averages the channels, as `aqa` does at inference."
+        },
     )
     check_audio: bool = field(
         default=True,
@@ -59,8 +70,30 @@ class DataArguments:
         metadata={"help": "Ask for <think> reasoning before the answer (paper's prompt 3; not the released model)."},
     )
 
+    eval_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Questions answered during training (AVQA rows or an MMAU-format file), with aqa's greedy "
+            "answering; accuracy by MMAU's official rule and the strict one is logged as eval_accuracy and "
+            "eval_strict_accuracy every --eval_steps (default: every --save_steps)."
+        },
+    )
+    eval_audio_dir: str | None = field(
+        default=None,
+        metadata={"help": "The folder the eval file's audio paths are relative to (default: the file's folder)."},
+    )
+
+    def __post_init__(self):
+        if self.audio_channel not in CHANNELS:  # a ValueError here is one line to the user (see parse_config)
+            raise ValueError(f"--audio_channel must be one of {', '.join(CHANNELS)}, not {self.audio_channel!r}")
+
     def data_options(self) -> DataOptions:
-        return DataOptions(drop_view=self.drop_view, video_to_audio=self.video_to_audio, check_audio=self.check_audio)
+        return DataOptions(
+            drop_view=self.drop_view,
+            video_to_audio=self.video_to_audio,
+            check_audio=self.check_audio,
+            audio_channel=self.audio_channel,
+        )
 
 
 @dataclass
@@ -101,11 +134,33 @@ class SaveArguments:
 
 @dataclass
 class AudioGRPOConfig(GRPOConfig, SaveArguments):
-    """TRL's GRPOConfig plus the rewards to train on and how a LoRA run is saved."""
+    """TRL's GRPOConfig plus the rewards to train on and how a LoRA run is saved.
+
+    The defaults that decide what is optimised are R1-AQA's trainer's (xiaomi-research/r1-aqa, a fork of trl 0.15.2
+    run under transformers 4.49), where TRL 1.16's differ: its loss (no importance weight on the KL term, the mean
+    over each completion's tokens then over completions, beta 0.04) and its rollout sampling (top_k 50 and top_p 1.0,
+    transformers 4.49's defaults under `GenerationConfig(do_sample=True, temperature=1.0)`; TRL 1.16 passes top_k 0).
+    """
 
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy_reward", "format_reward"],
         metadata={"help": "Reward functions by name (train/rewards.py); each is logged as rewards/<name>/mean."},
+    )
+    beta: float = field(default=0.04, metadata={"help": "KL coefficient (R1-AQA's 0.04; TRL 1.16's default is 0)."})
+    loss_type: str = field(
+        default="grpo",
+        metadata={"help": "'grpo' (R1-AQA's): mean over each completion's tokens, then over completions."},
+    )
+    use_bias_correction_kl: bool = field(
+        default=False,
+        metadata={
+            "help": "Multiply the per-token KL by the importance ratio (TRL 1.16's default). R1-AQA's loss does not: "
+            "the ratio is 1 on-policy, but it adds a gradient term whenever beta != 0."
+        },
+    )
+    top_k: int = field(default=50, metadata={"help": "Rollout top-k (R1-AQA's 50; 0 disables the filter)."})
+    max_completion_length: int | None = field(
+        default=256, metadata={"help": "Tokens generated per completion at most (R1-AQA's 256)."}
     )
 
 

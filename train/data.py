@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +19,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from aqa.audio import load_audio
+from aqa.audio import CHANNELS, load_audio
 from aqa.errors import AQAError
 from aqa.inputs import encode_conversations
 
 logger = logging.getLogger(__name__)
 
 AUDIO_KEYS = ("audio_path", "audio", "audio_id")  # AVQA uses audio_path, MMAU audio_id
-VIDEO_WORD = re.compile(r"\bvideo\b", re.IGNORECASE)
 # The processor outputs Qwen2-Audio needs beside input_ids/attention_mask. Without them the model embeds the
 # <|AUDIO|> placeholders as plain text, with no error (transformers 5 does not check), so every forward pass must
 # receive both.
@@ -46,32 +44,66 @@ class Example:
 @dataclass(frozen=True)
 class DataOptions:
     drop_view: bool = False  # drop AVQA rows whose question_relation is "View" (unanswerable from audio alone)
-    video_to_audio: bool = False  # R1-AQA's training rewrite of the word "video" to "audio" in AVQA questions
+    video_to_audio: bool = False  # R1-AQA's rewrite of "video" to "audio" in questions (see `rewrite_video`)
     check_audio: bool = True  # decode every clip once up front so a bad file cannot crash a training step
+    audio_channel: str = "first"  # how a multi-channel clip becomes mono (aqa.audio.CHANNELS); "first" is R1-AQA's
+
+    def __post_init__(self):
+        if self.audio_channel not in CHANNELS:
+            raise ValueError(f"audio_channel must be one of {', '.join(CHANNELS)}, not {self.audio_channel!r}")
 
 
-def load_examples(path: str | Path, options: DataOptions = DataOptions()) -> tuple[list[Example], Counter]:
-    """Examples from a JSONL file, and a Counter of skipped rows by reason; the counts are logged."""
+def load_examples(
+    path: str | Path, options: DataOptions = DataOptions(), audio_dir: str | Path | None = None
+) -> tuple[list[Example], Counter]:
+    """Examples from a JSONL file (or a JSON list), and a Counter of skipped rows by reason; the counts are logged.
+
+    Relative audio paths are read from `audio_dir`, by default the file's folder."""
+    pairs, skipped = load_rows(path, options, audio_dir)
+    return [example for _, example in pairs], skipped
+
+
+def load_rows(
+    path: str | Path, options: DataOptions = DataOptions(), audio_dir: str | Path | None = None
+) -> tuple[list[tuple[dict, Example]], Counter]:
+    """`load_examples`, keeping each example's row (its other fields: MMAU's task, difficulty ...)."""
     path = Path(path)
+    base = Path(audio_dir) if audio_dir is not None else path.parent
     skipped: Counter = Counter()
-    examples = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            example = parse_row(line, number, path.parent, options, skipped)
-            if example is not None:
-                examples.append(example)
+    pairs = []
+    for number, row in read_rows(path, skipped):
+        example = parse_row(row, number, base, options, skipped)
+        if example is not None:
+            pairs.append((row, example))
     if options.check_audio:
-        examples = drop_unreadable(examples, skipped)
-    logger.info("%s: %d examples kept, %d skipped %s", path, len(examples), sum(skipped.values()), dict(skipped))
-    return examples, skipped
+        kept = {id(example) for example in drop_unreadable([e for _, e in pairs], skipped, options.audio_channel)}
+        pairs = [(row, example) for row, example in pairs if id(example) in kept]
+    logger.info("%s: %d examples kept, %d skipped %s", path, len(pairs), sum(skipped.values()), dict(skipped))
+    return pairs, skipped
 
 
-def parse_row(line: str, number: int, base: Path, options: DataOptions, skipped: Counter) -> Example | None:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError:
+def read_rows(path: Path, skipped: Counter) -> Iterator[tuple[int, dict]]:
+    """(number, row) for each JSON object: one per line, or the items of a JSON list (MMAU's question files)."""
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError:
+            skipped["invalid json"] += 1
+            return
+        yield from enumerate(rows, start=1)
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError:
+            skipped["invalid json"] += 1
+
+
+def parse_row(row, number: int, base: Path, options: DataOptions, skipped: Counter) -> Example | None:
+    if not isinstance(row, dict):
         skipped["invalid json"] += 1
         return None
     if options.drop_view and row.get("question_relation") == "View":
@@ -88,10 +120,16 @@ def parse_row(line: str, number: int, base: Path, options: DataOptions, skipped:
         skipped["answer not among choices"] += 1
         return None
     if options.video_to_audio:
-        question = VIDEO_WORD.sub(lambda m: "Audio" if m.group(0)[0].isupper() else "audio", question)
+        question = rewrite_video(question)
     audio_path = Path(audio) if Path(audio).is_absolute() else (base / audio).resolve()
     choices = tuple(str(choice) for choice in choices)
     return Example(str(row.get("id", number)), str(audio_path), question, choices, answer)
+
+
+def rewrite_video(question: str) -> str:
+    """R1-AQA's data loader's `question_text.replace('video', 'audio')`: case-sensitive and within words, so
+    "videos" becomes "audios" and "Video" stays."""
+    return question.replace("video", "audio")
 
 
 def correct_option(row: dict, choices: Sequence) -> str | None:
@@ -104,12 +142,12 @@ def correct_option(row: dict, choices: Sequence) -> str | None:
     return None
 
 
-def drop_unreadable(examples: list[Example], skipped: Counter) -> list[Example]:
+def drop_unreadable(examples: list[Example], skipped: Counter, channel: str = "first") -> list[Example]:
     """Decode every clip once (in threads: decoding releases the GIL) and drop those that fail."""
 
     def readable(example: Example) -> str | None:
         try:
-            load_audio(example.audio_path)
+            load_audio(example.audio_path, channel)
         except AQAError as error:
             return str(error)
         return None
@@ -159,9 +197,11 @@ def audio_path(messages: Sequence[dict]) -> str:
     return str(paths[0])
 
 
-def load_clips(paths: Sequence[str]) -> list[np.ndarray]:
-    """16 kHz mono samples for each path; a clip repeated in the batch (GRPO's generations) is decoded once."""
-    decoded = {path: load_audio(path) for path in dict.fromkeys(paths)}
+def load_clips(paths: Sequence[str], channel: str = "first") -> list[np.ndarray]:
+    """16 kHz mono samples for each path; a clip repeated in the batch (GRPO's generations) is decoded once.
+
+    channel "first" keeps a multi-channel clip's first channel, as R1-AQA's data loader did (`waveform[0]`)."""
+    decoded = {path: load_audio(path, channel) for path in dict.fromkeys(paths)}
     return [decoded[path] for path in paths]
 
 
@@ -172,3 +212,30 @@ def collate_audio(
     dropping the None fields a `datasets.Dataset` adds. Returns input_ids, attention_mask and AUDIO_FEATURES."""
     cleaned = [clean_messages(messages) for messages in conversations]
     return encode_conversations(processor, cleaned, clips, add_generation_prompt)
+
+
+def encoder_lengths(frames: torch.Tensor) -> torch.Tensor:
+    """Audio-encoder outputs (= <|AUDIO|> tokens) for clips of `frames` log-mel frames: the encoder's stride-2
+    convolution, then its stride-2 pooling (Qwen2AudioEncoder._get_feat_extract_output_lengths; the processor expands
+    each <|AUDIO|> with the same formula)."""
+    return ((frames - 1) // 2 + 1 - 2) // 2 + 1
+
+
+def check_audio_rows(input_ids: torch.Tensor, feature_attention_mask: torch.Tensor, audio_token_id: int) -> None:
+    """Each row's number of <|AUDIO|> tokens must equal its own clip's encoder length.
+
+    Qwen2-Audio checks only the totals over a batch before scattering the encoder outputs into the <|AUDIO|>
+    positions row after row, so features that reach the wrong rows (two clips of a batch swapped) would train on
+    mismatched audio without an error. A RuntimeError here is a bug in how features travel with their rows.
+    """
+    if len(input_ids) != len(feature_attention_mask):
+        raise RuntimeError(f"{len(input_ids)} rows of tokens but {len(feature_attention_mask)} of audio features")
+    expected = encoder_lengths(feature_attention_mask.sum(-1).to(input_ids.device))
+    found = (input_ids == audio_token_id).sum(-1)
+    wrong = (found != expected).nonzero().flatten().tolist()
+    if wrong:
+        row = wrong[0]
+        raise RuntimeError(
+            f"row {row} holds {int(found[row])} <|AUDIO|> tokens but its audio features make {int(expected[row])} "
+            f"encoder outputs ({len(wrong)} row(s) misaligned): features and rows do not belong together"
+        )

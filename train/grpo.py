@@ -15,6 +15,9 @@ A recipe (YAML) sets every hyper-parameter; any field can be overridden on the c
 
 Several nodes: the same command on every node, adding `--num_machines N --num_processes 8N --machine_rank R
 --main_process_ip HOST0 --main_process_port 29500` after `accelerate launch`.
+
+Add `--eval_file dev.json` to answer a dev set at every checkpoint (accuracy logged as eval_accuracy), and
+`--resume_from_checkpoint true` to continue a stopped run from its newest checkpoint (README: Training).
 """
 
 from __future__ import annotations
@@ -32,12 +35,15 @@ from aqa.prompt import build_messages
 from train.common import (
     UsageError,
     check_report_to,
+    check_settings,
+    get_eval_set,
     get_examples,
     get_model,
     get_processor,
     resume_checkpoint,
     run_main,
     save_final,
+    set_up_evaluation,
     setup_logging,
 )
 from train.config import AudioGRPOConfig, AudioModelConfig, DataArguments, log_config, parse_config
@@ -52,15 +58,19 @@ CONFIG_CLASSES = (DataArguments, AudioGRPOConfig, AudioModelConfig)
 def main(argv: list[str] | None = None) -> None:
     data_args, training_args, model_args = parse_config(CONFIG_CLASSES, argv)
     setup_logging(training_args)
+    # --- settings: what cannot work fails now, in one line, before anything loads --------------------------------
+    check_settings(training_args)
+    set_up_evaluation(data_args, training_args)
+    checkpoint = resume_checkpoint(training_args, model_args)
+    check_report_to(training_args)
     if training_args.should_log:
         log_config(data_args, model_args, training_args, path=Path(training_args.output_dir) / "run_config.json")
     log_layout(training_args)
     set_seed(training_args.seed)
-    checkpoint = resume_checkpoint(training_args)
-    check_report_to(training_args)
 
     # --- data: one prompt per question; the audio path rides inside the prompt's audio entry ---------------------
     dataset = get_dataset(data_args)
+    eval_set = get_eval_set(data_args)
 
     # --- rewards, model, processor ---------------------------------------------------------------------------------
     reward_funcs = get_rewards(training_args.reward_funcs)
@@ -75,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
         train_dataset=dataset,
         processing_class=processor,
         peft_config=get_peft_config(model_args),
+        audio_channel=data_args.audio_channel,
+        eval_set=eval_set,
     )
     trainer.train(resume_from_checkpoint=checkpoint)
 

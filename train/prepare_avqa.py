@@ -9,6 +9,10 @@ question_type) plus `dataset_name: "AVQA"` and `audio_path`, written RELATIVE to
 `avqa_audio/-HG3Omg_89c_000030.wav`); `train.data` resolves it against that folder, so the folder can be moved whole.
 Clips whose media is missing or unreadable are left out, counted, and listed in `<out stem>.missing.txt`
 (`video_name<TAB>reason`); rerunning skips clips already extracted and valid, so a killed run loses nothing.
+
+A stereo clip becomes its first channel (`--channel first`, the default): R1-AQA's data loader keeps `waveform[0]` of
+whatever file it reads, so this is what it hears from a clip whose channels were kept. R1-AQA did not publish how
+its own WAVs were made; `--channel mix` averages the channels instead (FFmpeg's down-mix).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from aqa.audio import SAMPLE_RATE, check_complete
+from aqa.audio import CHANNELS, SAMPLE_RATE, check_complete
 from aqa.errors import AQAError, InputError
 from aqa.jsonl import write_jsonl
 
@@ -40,6 +44,9 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".3gp
 MEDIA_SUFFIXES = AUDIO_SUFFIXES + VIDEO_SUFFIXES
 # VGGSound files are `<youtube id>_<start, 6 digits>`; R1-AQA's own wavs dropped the zeros (`-HG3Omg_89c_30.wav`).
 START_SECONDS = re.compile(r"^(?P<video>.+)_(?P<start>\d+)$")
+# FFmpeg options that make one channel of many: the first one (pan filter), or FFmpeg's down-mix.
+CHANNEL_OPTIONS = {"first": ["-af", "pan=mono|c0=c0"], "mix": ["-ac", "1"]}
+assert set(CHANNEL_OPTIONS) == set(CHANNELS)
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ def is_valid_wav(path: Path) -> bool:
     return info.format == "WAV" and info.samplerate == SAMPLE_RATE and info.channels == 1 and info.frames > 0
 
 
-def extract(clip: Clip) -> Outcome:
+def extract(clip: Clip, channel: str = "first") -> Outcome:
     """FFmpeg to a temporary file, then an atomic rename, so a killed run never leaves a half-written WAV behind."""
     if clip.target.exists() and is_valid_wav(clip.target):
         return Outcome(clip, "existing")
@@ -114,7 +121,7 @@ def extract(clip: Clip) -> Outcome:
         return Outcome(clip, "missing", "no media file found")
     partial = clip.target.with_name(clip.target.name + ".part")
     command = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(clip.source), "-vn"]
-    command += ["-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav", str(partial)]
+    command += [*CHANNEL_OPTIONS[channel], "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav", str(partial)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0 or not is_valid_wav(partial):
         partial.unlink(missing_ok=True)
@@ -124,10 +131,10 @@ def extract(clip: Clip) -> Outcome:
     return Outcome(clip, "extracted")
 
 
-def extract_all(clips: Sequence[Clip], workers: int) -> list[Outcome]:
+def extract_all(clips: Sequence[Clip], workers: int, channel: str = "first") -> list[Outcome]:
     """Extract in threads (FFmpeg runs in its own process, so threads are enough), with a progress bar."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(extract, clip) for clip in clips]
+        futures = [pool.submit(extract, clip, channel) for clip in clips]
         bar = tqdm(as_completed(futures), total=len(futures), desc="extracting audio", unit="clip")
         return [future.result() for future in bar]
 
@@ -160,7 +167,9 @@ def missing_list_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.missing.txt")
 
 
-def prepare(qa: Path, media: Path, out: Path, audio_dir: Path | None = None, workers: int = 4) -> Counter:
+def prepare(
+    qa: Path, media: Path, out: Path, audio_dir: Path | None = None, workers: int = 4, channel: str = "first"
+) -> Counter:
     """Build `out` from the annotations `qa` and the media under `media`; returns counts by outcome and `rows`."""
     if not media.is_dir():
         raise InputError(f"{media}: no such media directory")
@@ -169,7 +178,7 @@ def prepare(qa: Path, media: Path, out: Path, audio_dir: Path | None = None, wor
     rows = load_annotations(qa)
     audio_dir = audio_dir or out.parent / "avqa_audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
-    outcomes = extract_all(make_clips(rows, index_media(media), audio_dir), workers)
+    outcomes = extract_all(make_clips(rows, index_media(media), audio_dir), workers, channel)
     ready = {o.clip.name: o.clip.target for o in outcomes if o.status in ("extracted", "existing")}
     written = output_rows(rows, ready, out)
     write_jsonl(out, written)
@@ -186,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="output JSONL (e.g. data/avqa_train.jsonl)")
     parser.add_argument("--audio-dir", type=Path, help="where the WAVs go (default: avqa_audio/ beside --out)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="parallel FFmpeg jobs")
+    parser.add_argument(
+        "--channel",
+        choices=CHANNELS,
+        default="first",
+        help="a stereo clip's first channel (R1-AQA's loader keeps waveform[0]; the default) or the mix of all",
+    )
     return parser
 
 
@@ -193,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        counts = prepare(args.qa, args.media, args.out, args.audio_dir, args.workers)
+        counts = prepare(args.qa, args.media, args.out, args.audio_dir, args.workers, args.channel)
     except AQAError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,22 +1,35 @@
-"""R1-AQA's rewards: pure functions, registered by name; the name is the metric TRL logs (`rewards/<name>/mean`).
+"""GRPO rewards: pure functions, registered by name; the name is the metric TRL logs (`rewards/<name>/mean`).
 
 Each follows TRL's reward contract: `f(completions, **columns) -> list[float | None]`, one value per completion.
 A completion is the generated text, or TRL's conversational form `[{"role": "assistant", "content": text}]`.
-The answer is read with `aqa.extract_answer`, the parser evaluation uses, so reward and metric cannot drift apart.
+
+`accuracy_reward` and `format_reward` are R1-AQA's own, rule for rule (xiaomi-research/r1-aqa, src/utils/rewards.py,
+with math-verify 0.7.0 as its requirements.txt pins it), so that a run on this code optimises what the paper's run
+optimised. They are lenient in ways that matter: a bare `Dog` with no tag earns accuracy, a math_verify pass can pay a
+wrong option whose last number matches the right one's ("2.00 to 4.00" for "1.50 to 4.00"), and two answer blocks in
+a row count as the format. `strict_accuracy_reward` and `strict_format_reward` are the stricter rules (tag required,
+the parser inference uses; exactly one block), selectable with `--reward_funcs`.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
+
+from math_verify import parse, verify
 
 from aqa.parsing import extract_answer
 
 RewardFunc = Callable[..., list[float | None]]
 REWARDS: dict[str, RewardFunc] = {}
 
-# Exactly one <answer>…</answer> block and nothing around it: the recipe's `re.fullmatch(r"<answer>.*?</answer>")`,
-# made strict so that two blocks in a row ("<answer>a</answer><answer>b</answer>") do not count as one.
+# R1-AQA's patterns. The answer regex has no DOTALL: an answer block holding a line break does not match (and the
+# whole completion is compared instead). The format regex has DOTALL and a lazy body inside a full match, so
+# "<answer>a</answer><answer>b</answer>" matches as one block whose body is "a</answer><answer>b".
+R1_AQA_ANSWER = re.compile(r"<answer>(.*?)</answer>")
+R1_AQA_FORMAT = re.compile(r"<answer>.*?</answer>", re.DOTALL)
+# Exactly one <answer>…</answer> block and nothing around it: the strict format.
 ONE_ANSWER_BLOCK = re.compile(r"<answer>(?:(?!</?answer>).)*</answer>", re.DOTALL)
 
 
@@ -26,18 +39,70 @@ def register(func: RewardFunc) -> RewardFunc:
 
 
 def completion_text(completion: str | Sequence[dict]) -> str:
-    """The text of one completion, plain or conversational (the last message's content)."""
-    return completion if isinstance(completion, str) else str(completion[-1]["content"])
+    """The text of one completion, plain or conversational (the first message's content, as R1-AQA reads it)."""
+    return completion if isinstance(completion, str) else str(completion[0]["content"])
+
+
+def r1_aqa_answer(text: str) -> str:
+    """R1-AQA's reading of an answer: the stripped text of the first one-line `<answer>…</answer>`, else the whole
+    text, stripped."""
+    match = R1_AQA_ANSWER.search(text)
+    return match.group(1).strip() if match else text.strip()
+
+
+def math_verified(text: str, solution: str) -> bool:
+    """R1-AQA's first pass: math_verify finds the same value in the completion and in the solution.
+
+    math_verify bounds its parsing time with SIGALRM, which only the main thread may set; elsewhere it logs an error
+    and parses nothing, which would silently drop this pass, so it is refused instead. (TRL calls synchronous reward
+    functions in the main thread.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("accuracy_reward must run in the main thread (math_verify times its parsing with SIGALRM)")
+    try:
+        return float(verify(parse(text), parse(solution))) > 0
+    except Exception:  # as in R1-AQA: anything math_verify cannot handle leaves the reward to the string match
+        return False
 
 
 @register
 def accuracy_reward(completions: Sequence, answer: Sequence[str], **kwargs) -> list[float | None]:
-    """1.0 when the text inside the first `<answer>…</answer>` equals the correct option, else 0.0 (R1-AQA's reward).
+    """R1-AQA's accuracy reward, exactly: 1.0 or 0.0 per completion.
 
-    Both sides are stripped; the comparison is case-sensitive and there is no forgiving match, as in the recipe.
+    The solution is `<answer>{correct option}</answer>`, as R1-AQA's data loader writes it. 1.0 when math_verify
+    finds the same value in the completion and the solution; otherwise 1.0 when `r1_aqa_answer` of both is the same
+    string (case-sensitive). So `Dog` without a tag earns 1.0, and `<answer>\\nDog\\n</answer>` earns 0.0.
 
-    >>> accuracy_reward(["<answer> Dog </answer>", "<answer>dog</answer>", "Dog"], answer=["Dog", "Dog", "Dog"])
-    [1.0, 0.0, 0.0]
+    >>> accuracy_reward(["<answer> Dog </answer>", "Dog", "<answer>dog</answer>"], answer=["Dog", "Dog", "Dog"])
+    [1.0, 1.0, 0.0]
+    """
+    rewards = []
+    for completion, correct in zip(completions, answer, strict=True):
+        text, solution = completion_text(completion), f"<answer>{correct}</answer>"
+        right = math_verified(text, solution) or r1_aqa_answer(text) == r1_aqa_answer(solution)
+        rewards.append(1.0 if right else 0.0)
+    return rewards
+
+
+@register
+def format_reward(completions: Sequence, **kwargs) -> list[float | None]:
+    """R1-AQA's format reward, exactly: 1.0 when the whole completion matches `<answer>.*?</answer>` (DOTALL).
+
+    >>> format_reward(["<answer>Dog</answer>", "<answer>a</answer><answer>b</answer>", "It is <answer>Dog</answer>"])
+    [1.0, 1.0, 0.0]
+    """
+    return [1.0 if R1_AQA_FORMAT.fullmatch(completion_text(c)) else 0.0 for c in completions]
+
+
+@register
+def strict_accuracy_reward(completions: Sequence, answer: Sequence[str], **kwargs) -> list[float | None]:
+    """1.0 when the text inside the first `<answer>…</answer>` (line breaks allowed) equals the correct option.
+
+    Both sides are stripped; case-sensitive; the tag is required and there is no numeric match. The answer is read
+    with `aqa.extract_answer`, the parser inference uses.
+
+    >>> strict_accuracy_reward(["<answer>\\nDog\\n</answer>", "Dog"], answer=["Dog", "Dog"])
+    [1.0, 0.0]
     """
     return [
         1.0 if extract_answer(completion_text(completion)) == correct.strip() else 0.0
@@ -46,11 +111,11 @@ def accuracy_reward(completions: Sequence, answer: Sequence[str], **kwargs) -> l
 
 
 @register
-def format_reward(completions: Sequence, **kwargs) -> list[float | None]:
-    """1.0 when the whole completion is exactly one `<answer>…</answer>` block, else 0.0 (R1-AQA's reward).
+def strict_format_reward(completions: Sequence, **kwargs) -> list[float | None]:
+    """1.0 when the whole completion is exactly one `<answer>…</answer>` block, else 0.0.
 
-    >>> format_reward(["<answer>Dog</answer>", "It is <answer>Dog</answer>", "<answer>Dog"])
-    [1.0, 0.0, 0.0]
+    >>> strict_format_reward(["<answer>Dog</answer>", "<answer>a</answer><answer>b</answer>"])
+    [1.0, 0.0]
     """
     return [1.0 if ONE_ANSWER_BLOCK.fullmatch(completion_text(c)) else 0.0 for c in completions]
 

@@ -41,18 +41,23 @@ from aqa.audio import load_audio
 from aqa.model import read_config
 from aqa.prompt import build_messages
 from train.common import (
+    AudioTrainerHooks,
     UsageError,
     check_report_to,
+    check_settings,
+    get_eval_set,
     get_examples,
     get_model,
     get_processor,
     resume_checkpoint,
     run_main,
     save_final,
+    set_up_evaluation,
     setup_logging,
 )
 from train.config import AudioModelConfig, DataArguments, SaveArguments, log_config, parse_config
-from train.data import Example, collate_audio
+from train.data import Example, check_audio_rows, collate_audio
+from train.evaluation import EvalSet
 
 IGNORE_INDEX = -100  # label of every position the loss skips (PyTorch's cross-entropy default)
 END_OF_TURN = "<|im_end|>"  # Qwen's end of an assistant turn: the model emits it after the answer, then stops
@@ -63,7 +68,7 @@ class SFTConfig(TrainingArguments, SaveArguments):
     """The HF Trainer's arguments, plus how a LoRA run is saved (as in GRPO's config)."""
 
     remove_unused_columns: bool = field(
-        default=False, metadata={"help": "Keep False: the audio collator reads fields the model's forward lacks."}
+        default=False, metadata={"help": "Must stay False: the audio collator reads fields the model's forward lacks."}
     )
 
 
@@ -76,17 +81,20 @@ def answer_target(answer: str) -> str:
 
 
 class AudioQuestions(Dataset):
-    """Examples with their audio decoded on access (in DataLoader workers when dataloader_num_workers > 0)."""
+    """Examples with their audio decoded on access (in DataLoader workers when dataloader_num_workers > 0).
 
-    def __init__(self, examples: list[Example]):
+    channel "first" keeps a multi-channel clip's first channel, as R1-AQA's data loader did."""
+
+    def __init__(self, examples: list[Example], channel: str = "first"):
         self.examples = examples
+        self.channel = channel
 
     def __len__(self) -> int:
         return len(self.examples)
 
     def __getitem__(self, index: int) -> dict:
         example = self.examples[index]
-        return {"example": example, "samples": load_audio(example.audio_path)}
+        return {"example": example, "samples": load_audio(example.audio_path, self.channel)}
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,23 @@ def answer_loss(outputs, labels: torch.Tensor, num_items_in_batch: torch.Tensor 
     return total / count
 
 
+class AudioSFTTrainer(AudioTrainerHooks, Trainer):
+    """The HF Trainer with the hooks GRPO's trainer shares (strict resume, saved config, aqa evaluation) and a check
+    that every row of a batch carries its own clip's features."""
+
+    def __init__(self, model, *args, eval_set: EvalSet | None = None, **kwargs):
+        if kwargs.get("args") is not None:
+            check_settings(kwargs["args"])
+        self.remember_loaded_config(model)
+        self.eval_set = eval_set
+        self._audio_token_id = model.config.audio_token_id
+        super().__init__(model, *args, eval_dataset=eval_set, **kwargs)
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        check_audio_rows(inputs["input_ids"], inputs["feature_attention_mask"], self._audio_token_id)
+        return super().compute_loss(model, inputs, *args, **kwargs)
+
+
 def get_answer_examples(data_args: DataArguments) -> list[Example]:
     if data_args.think:
         raise UsageError("SFT imitates answer-only targets: there is no reasoning to imitate with --think")
@@ -147,6 +172,10 @@ def check_tokenizer(processor) -> None:
 def main(argv: list[str] | None = None) -> None:
     data_args, training_args, model_args = parse_config(CONFIG_CLASSES, argv)
     setup_logging(training_args)
+    # --- settings: what cannot work fails now, in one line, before anything loads --------------------------------
+    check_settings(training_args)
+    set_up_evaluation(data_args, training_args)
+    checkpoint = resume_checkpoint(training_args, model_args)
     check_report_to(training_args)
     if training_args.should_log:
         log_config(data_args, model_args, training_args, path=Path(training_args.output_dir) / "run_config.json")
@@ -155,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     # --- data and model: checked before the (long) audio check, so a wrong path fails at once --------------------
     read_config(model_args.model_name_or_path, "fp32")  # one-line error for a wrong path or another architecture
     examples = get_answer_examples(data_args)
+    eval_set = get_eval_set(data_args)
     processor = get_processor(model_args)
     check_tokenizer(processor)
     model = get_model(model_args)
@@ -167,15 +197,16 @@ def main(argv: list[str] | None = None) -> None:
             model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need a grad path
 
     # --- train and save: a directory `aqa ask --model OUTPUT_DIR` loads -------------------------------------------
-    trainer = Trainer(
+    trainer = AudioSFTTrainer(
         model=model,
         args=training_args,
-        train_dataset=AudioQuestions(examples),
+        train_dataset=AudioQuestions(examples, data_args.audio_channel),
         data_collator=AnswerCollator(processor, features_dtype=model.dtype),
         processing_class=processor,
         compute_loss_func=answer_loss,
+        eval_set=eval_set,
     )
-    trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
+    trainer.train(resume_from_checkpoint=checkpoint)
     save_final(trainer, model_args, training_args)
 
 

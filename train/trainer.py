@@ -10,46 +10,52 @@ log-probabilities on the <|AUDIO|> placeholder embeddings, silently: Qwen2-Audio
   (which expands each <|AUDIO|> to one token per encoder frame); generation receives the features as a
   multimodal field, like a VLM's pixel values.
 - `_get_per_token_logps_and_entropies`: every log-probability pass (old policy, reference, policy) goes through
-  it; it attaches the features of exactly the rows being scored, sliced per chunk.
+  it; it attaches the features of exactly the rows being scored, sliced per chunk, and checks that each row's
+  <|AUDIO|> tokens number its own clip's encoder outputs (`train.data.check_audio_rows`).
 - `_generate_and_score_completions` / `_compute_loss`: the features travel with their completions through TRL's
   shuffle and split of the generation batch, and are handed to the loss pass.
 - `_calculate_rewards`: also logs the format rate (share of completions that are exactly one <answer> block),
   whichever rewards are trained on.
-- `_save`: checkpoints and the final model keep the config they were loaded with (see there).
+
+Resuming, saving and evaluation are `train.common.AudioTrainerHooks`, shared with SFT.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
-from pathlib import Path
 
 import torch
 from trl import GRPOTrainer
 
-from train.data import AUDIO_FEATURES, audio_path, clean_messages, collate_audio, load_clips
-from train.rewards import format_reward
+from train.common import AudioTrainerHooks, check_settings
+from train.data import AUDIO_FEATURES, audio_path, check_audio_rows, clean_messages, collate_audio, load_clips
+from train.evaluation import EvalSet
+from train.rewards import strict_format_reward
 
 
-class AudioGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer for Qwen2-Audio: `model` must be a loaded model and `processing_class` its processor."""
+class AudioGRPOTrainer(AudioTrainerHooks, GRPOTrainer):
+    """GRPOTrainer for Qwen2-Audio: `model` must be a loaded model and `processing_class` its processor.
 
-    def __init__(self, model, *args, **kwargs):
+    audio_channel: how multi-channel clips become mono ("first": R1-AQA's); eval_set: questions `evaluate` answers.
+    """
+
+    def __init__(self, model, *args, audio_channel: str = "first", eval_set: EvalSet | None = None, **kwargs):
         if isinstance(model, str):
             raise TypeError("AudioGRPOTrainer needs a loaded Qwen2-Audio model, not a name (see train.grpo.get_model)")
-        arguments = kwargs.get("args")
-        if arguments is not None and arguments.use_vllm:
-            raise ValueError("use_vllm is not supported: TRL's vLLM rollouts pass images only, never audio")
+        if kwargs.get("args") is not None:
+            check_settings(kwargs["args"])
+        self.remember_loaded_config(model)
+        self.eval_set = eval_set
+        self._audio_channel = audio_channel
+        self._audio_token_id = model.config.audio_token_id
         config = model.config
-        self._loaded_config = copy.deepcopy(config)
-        self._loaded_generation_config = copy.deepcopy(model.generation_config)
         # TRL reads image_token_id for processor-based models to forbid sampling the placeholder (a sampled one would
         # not match the features); pointing it at <|AUDIO|> does exactly that for audio. Removed afterwards so the
         # saved config stays a plain Qwen2-Audio one.
         config.image_token_id = config.audio_token_id
         try:
-            super().__init__(model, *args, **kwargs)
+            super().__init__(model, *args, eval_dataset=eval_set, **kwargs)
         finally:
             del config.image_token_id
         self._audio: dict[str, torch.Tensor] | None = None  # features of the rows now being scored
@@ -65,7 +71,7 @@ class AudioGRPOTrainer(GRPOTrainer):
 
     def _tokenize_prompts(self, prompts: list):
         conversations = [clean_messages(prompt) for prompt in prompts]
-        clips = load_clips([audio_path(messages) for messages in conversations])
+        clips = load_clips([audio_path(messages) for messages in conversations], self._audio_channel)
         batch = collate_audio(self.processing_class, conversations, clips)
         # TRL pads prompt ids itself, so hand them over unpadded
         prompt_ids = [ids[mask.bool()].tolist() for ids, mask in zip(batch["input_ids"], batch["attention_mask"])]
@@ -96,6 +102,7 @@ class AudioGRPOTrainer(GRPOTrainer):
         parts = []
         for start in range(0, input_ids.size(0), batch_size):
             rows = slice(start, start + batch_size)
+            check_audio_rows(input_ids[rows], audio["feature_attention_mask"][rows], self._audio_token_id)
             # TRL only calls `model(**inputs)` in there; binding the chunk's features keeps its loop intact
             with_audio = functools.partial(model, **{key: value[rows] for key, value in audio.items()})
             parts.append(
@@ -112,17 +119,7 @@ class AudioGRPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        hits = torch.tensor(format_reward(completions), device=self.accelerator.device)
+        hits = torch.tensor(strict_format_reward(completions), device=self.accelerator.device)
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["completions/format_rate"].append(self.accelerator.gather(hits).mean().item())
         return rewards
-
-    def _save(self, output_dir: str | None = None, state_dict=None):
-        super()._save(output_dir, state_dict)
-        # Training edits the config for its own needs: Trainer aligns the eos id with the tokenizer's, gradient
-        # checkpointing turns use_cache off. A checkpoint is also a model to serve (R1-AQA's release is a step-200
-        # checkpoint), so it keeps the config it was loaded with. An adapter directory has no config.json.
-        folder = Path(output_dir or self.args.output_dir)
-        if self.args.should_save and (folder / "config.json").is_file():
-            self._loaded_config.save_pretrained(folder)
-            self._loaded_generation_config.save_pretrained(folder)
