@@ -6,6 +6,8 @@ import re
 from collections.abc import Callable, Sequence
 
 ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+# R1-AQA's own reading (its test script and its accuracy reward): no DOTALL, so a block holding a line break is none.
+R1_AQA_ANSWER = re.compile(r"<answer>(.*?)</answer>")
 THINK_BLOCK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
 ANY_TAG = re.compile(r"</?(?:answer|think)>")
 # Characters that wrap an answer without being part of it: quotes, brackets, list reprs, final punctuation.
@@ -23,6 +25,13 @@ def extract_answer(text: str) -> str | None:
     """The stripped text inside the first complete `<answer>…</answer>` block, or None when there is none."""
     match = ANSWER_BLOCK.search(text)
     return match.group(1).strip() if match else None
+
+
+def extract_r1_aqa_answer(text: str) -> str:
+    """R1-AQA's reading of an answer: the stripped text of the first one-line `<answer>…</answer>`, else the whole
+    text, stripped (its MMAU test script's prediction, and what its accuracy reward compares)."""
+    match = R1_AQA_ANSWER.search(text)
+    return match.group(1).strip() if match else text.strip()
 
 
 def extract_think(text: str) -> str | None:

@@ -17,10 +17,11 @@ import aqa
 from aqa.answering import batch_seed
 from aqa.audio import load_audio
 from aqa.cli.main import main
-from aqa.eval.protocols import aqa_prediction, r1_aqa_prediction
+from aqa.eval.protocols import aqa_prediction
 from aqa.eval.report import interval_bars
 from aqa.eval.score import official_match, spread, t_95
 from aqa.options import DecodingOptions, Question
+from aqa.parsing import extract_r1_aqa_answer
 from aqa.prompt import build_messages
 
 
@@ -67,7 +68,7 @@ EXTRACTIONS = [
 
 @pytest.mark.parametrize("raw, original, ours, reason", EXTRACTIONS, ids=[case[3] for case in EXTRACTIONS])
 def test_prediction_extraction(raw, original, ours, reason):
-    assert (r1_aqa_prediction(raw), aqa_prediction(raw)) == (original, ours), reason
+    assert (extract_r1_aqa_answer(raw), aqa_prediction(raw)) == (original, ours), reason
 
 
 # --- the r1-aqa protocol ----------------------------------------------------------------------------------------
@@ -98,7 +99,7 @@ def test_r1_aqa_protocol_is_the_model_cards_generate_on_the_first_channel(tiny_m
         ids[:, inputs.input_ids.shape[1] :], skip_special_tokens=True, clean_up_tokenization_spaces=False
     )[0]
     assert prediction["raw_output"] == expected and len(expected) > 0
-    assert prediction["model_prediction"] == prediction["model_output"] == r1_aqa_prediction(expected)
+    assert prediction["model_prediction"] == prediction["model_output"] == extract_r1_aqa_answer(expected)
 
 
 def test_r1_aqa_protocol_hears_only_the_first_channel(tiny_model, tiny_model_dir, tmp_path, stereo_records):

@@ -390,4 +390,9 @@ def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = 
     except (UsageError, AQAError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        # Several processes (torchrun): close the process group before the interpreter exits, or gloo's threads can
+        # be torn down while still joinable and abort the process ("terminate called without an active exception").
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     return 0

@@ -19,7 +19,7 @@ from aqa.answering import answer_many
 from aqa.errors import InputError
 from aqa.eval.benchmarks import MMAU
 from aqa.eval.manifest import write_json
-from aqa.eval.run import prediction_row
+from aqa.eval.run import prediction_fields
 from aqa.eval.score import Score, score_records
 from aqa.model import AQAModel
 from aqa.options import DecodingOptions, Question
@@ -82,15 +82,14 @@ def load_eval_set(path: str, audio_dir: str | None, options: DataOptions) -> Eva
 
 def answer_shard(model: AQAModel, eval_set: EvalSet, rank: int, world: int, batch_size: int) -> list[dict]:
     """This process's share of the questions (every `world`-th from `rank`), answered as `aqa mmau run` answers:
-    each record with the prediction fields of `aqa.eval.run.prediction_row`, or its error."""
+    each record with the prediction fields of `aqa.eval.run.prediction_fields`, or its error."""
     indices = list(range(rank, len(eval_set.questions), world))
     questions = [eval_set.questions[i] for i in indices]
     rows = []
     for position, result in answer_many(model, questions, DecodingOptions(), batch_size):
         index = indices[position]
         record = eval_set.records[index]
-        answered = {key: value for key, value in prediction_row(record["id"], result, MMAU).items() if key != "id"}
-        rows.append({"index": index, **record, **answered})
+        rows.append({"index": index, **record, **prediction_fields(result, MMAU)})
     return rows
 
 

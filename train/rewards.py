@@ -19,15 +19,13 @@ from collections.abc import Callable, Sequence
 
 from math_verify import parse, verify
 
-from aqa.parsing import extract_answer
+from aqa.parsing import extract_answer, extract_r1_aqa_answer
 
 RewardFunc = Callable[..., list[float | None]]
 REWARDS: dict[str, RewardFunc] = {}
 
-# R1-AQA's patterns. The answer regex has no DOTALL: an answer block holding a line break does not match (and the
-# whole completion is compared instead). The format regex has DOTALL and a lazy body inside a full match, so
-# "<answer>a</answer><answer>b</answer>" matches as one block whose body is "a</answer><answer>b".
-R1_AQA_ANSWER = re.compile(r"<answer>(.*?)</answer>")
+# R1-AQA's format pattern (its answer reading is aqa.parsing.extract_r1_aqa_answer): DOTALL and a lazy body inside a
+# full match, so "<answer>a</answer><answer>b</answer>" matches as one block whose body is "a</answer><answer>b".
 R1_AQA_FORMAT = re.compile(r"<answer>.*?</answer>", re.DOTALL)
 # Exactly one <answer>…</answer> block and nothing around it: the strict format.
 ONE_ANSWER_BLOCK = re.compile(r"<answer>(?:(?!</?answer>).)*</answer>", re.DOTALL)
@@ -41,13 +39,6 @@ def register(func: RewardFunc) -> RewardFunc:
 def completion_text(completion: str | Sequence[dict]) -> str:
     """The text of one completion, plain or conversational (the first message's content, as R1-AQA reads it)."""
     return completion if isinstance(completion, str) else str(completion[0]["content"])
-
-
-def r1_aqa_answer(text: str) -> str:
-    """R1-AQA's reading of an answer: the stripped text of the first one-line `<answer>…</answer>`, else the whole
-    text, stripped."""
-    match = R1_AQA_ANSWER.search(text)
-    return match.group(1).strip() if match else text.strip()
 
 
 def math_verified(text: str, solution: str) -> bool:
@@ -70,8 +61,8 @@ def accuracy_reward(completions: Sequence, answer: Sequence[str], **kwargs) -> l
     """R1-AQA's accuracy reward, exactly: 1.0 or 0.0 per completion.
 
     The solution is `<answer>{correct option}</answer>`, as R1-AQA's data loader writes it. 1.0 when math_verify
-    finds the same value in the completion and the solution; otherwise 1.0 when `r1_aqa_answer` of both is the same
-    string (case-sensitive). So `Dog` without a tag earns 1.0, and `<answer>\\nDog\\n</answer>` earns 0.0.
+    finds the same value in the completion and the solution; otherwise 1.0 when `extract_r1_aqa_answer` of both is
+    the same string (case-sensitive). So `Dog` without a tag earns 1.0, and `<answer>\\nDog\\n</answer>` earns 0.0.
 
     >>> accuracy_reward(["<answer> Dog </answer>", "Dog", "<answer>dog</answer>"], answer=["Dog", "Dog", "Dog"])
     [1.0, 1.0, 0.0]
@@ -79,7 +70,7 @@ def accuracy_reward(completions: Sequence, answer: Sequence[str], **kwargs) -> l
     rewards = []
     for completion, correct in zip(completions, answer, strict=True):
         text, solution = completion_text(completion), f"<answer>{correct}</answer>"
-        right = math_verified(text, solution) or r1_aqa_answer(text) == r1_aqa_answer(solution)
+        right = math_verified(text, solution) or extract_r1_aqa_answer(text) == extract_r1_aqa_answer(solution)
         rewards.append(1.0 if right else 0.0)
     return rewards
 

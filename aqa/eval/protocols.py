@@ -12,26 +12,17 @@ number says which one it came from.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from aqa.options import ANSWER_TOKENS, DecodingOptions
-from aqa.parsing import extract_answer
-
-R1_AQA_ANSWER = re.compile(r"<answer>(.*?)</answer>")  # R1-AQA's test script: no DOTALL, a tag across lines is none
+from aqa.parsing import extract_answer, extract_r1_aqa_answer
 
 
 def aqa_prediction(raw: str) -> str:
     """The text of the first <answer> tag (across lines too), or the whole output when there is none, stripped."""
     extracted = extract_answer(raw)
     return extracted if extracted is not None else raw.strip()
-
-
-def r1_aqa_prediction(raw: str) -> str:
-    """R1-AQA's test script: the first `<answer>(.*?)</answer>` on one line, else the whole output; stripped."""
-    match = R1_AQA_ANSWER.search(raw)
-    return (match.group(1) if match else raw).strip()
 
 
 @dataclass(frozen=True)
@@ -53,7 +44,7 @@ PROTOCOLS = {
         "r1-aqa",
         channel="first",
         keep_order=True,
-        extract=r1_aqa_prediction,
+        extract=extract_r1_aqa_answer,
         decoding=DecodingOptions(sample=True, max_new_tokens=ANSWER_TOKENS),
         batch_size=32,
     ),

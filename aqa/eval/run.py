@@ -17,7 +17,7 @@ import platform
 import random
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +29,7 @@ from aqa.answering import answer_many
 from aqa.errors import AQAError, InputError
 from aqa.eval.benchmarks import CUSTOM, Benchmark, custom_fields
 from aqa.eval.manifest import Session, companion_paths, read_manifest, run_outputs, write_json
-from aqa.eval.protocols import PROTOCOLS, Protocol
+from aqa.eval.protocols import PROTOCOLS, Protocol, aqa_prediction
 from aqa.eval.questions import QuestionFile, find_audio, load_questions
 from aqa.jsonl import ResumableJsonl, read_jsonl
 from aqa.loading import load
@@ -280,17 +280,25 @@ def answer_records(
 
 
 def prediction_row(ask: Ask, result: Result | AQAError, config: RunConfig) -> dict:
-    """One line of the partial JSONL; keys chosen not to clash with the benchmark's own (its `answer` is the gold
-    one). The prediction, as the protocol extracts it, goes under every key the benchmark's scorers read."""
-    if isinstance(result, AQAError):
-        return {"id": ask.key, "error": str(result)}
-    details = result.to_dict()
-    prediction = config.rules.extract(result.raw)
+    """One line of the partial JSONL: the ask's key (and, for a permutation, its order and options), then its
+    prediction fields."""
     order = {"order": ask.order, config.benchmark.choices_field: list(ask.choices)} if ask.order else {}
+    return {"id": ask.key, **order, **prediction_fields(result, config.benchmark, config.rules.extract)}
+
+
+def prediction_fields(
+    result: Result | AQAError, benchmark: Benchmark, extract: Callable[[str], str] = aqa_prediction
+) -> dict:
+    """What a record gains from its answer (or its `error`): the prediction, as `extract` reads it from the raw
+    output, under every key the benchmark's scorers read, the raw output, aqa's own answer and the Result's fields;
+    names chosen not to clash with the benchmark's own (its `answer` is the gold one). Training's evaluation writes
+    the same."""
+    if isinstance(result, AQAError):
+        return {"error": str(result)}
+    details = result.to_dict()
+    prediction = extract(result.raw)
     return {
-        "id": ask.key,
-        **order,
-        **{key: prediction for key in reversed(config.benchmark.prediction_keys)},
+        **{key: prediction for key in reversed(benchmark.prediction_keys)},
         "raw_output": details.pop("raw"),
         "aqa_answer": details.pop("answer"),
         "aqa_answer_source": details.pop("answer_source"),
