@@ -121,6 +121,7 @@ KEYS = """
   // The question box answers on its own Enter, Ctrl held or not: answer once, not twice.
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !event.target.closest?.("#question")) {
     event.preventDefault();
+    document.activeElement?.blur?.();  // a comment being written is saved when its box is left
     document.querySelector("#answer-button")?.click();
   }
 })
@@ -244,7 +245,6 @@ class History:
 
     def __init__(self):
         self.records: list[dict] = []  # HISTORY_COLUMNS, plus "#" and the clip's "path"
-        self.selected: int | None = None  # the "#" of the record being judged
         self.edits = 0  # how many times the inputs were changed: results of earlier inputs are shown dimmed
         self.saves = 0  # versions of the history files written
         self.saved: Path | None = None  # the folder of the latest version
@@ -253,7 +253,7 @@ class History:
     def __deepcopy__(self, memo) -> History:  # Gradio copies a State's first value for each page; a lock cannot be
         return History()
 
-    def find(self, number: int | None) -> dict | None:
+    def find(self, number: float | None) -> dict | None:
         return next((record for record in self.records if record["#"] == number), None)
 
     def clip_name(self, path: str) -> str:
@@ -389,6 +389,20 @@ def remove_old_files(folder: Path, age: float) -> None:
             continue
 
 
+def remove_empty_leftovers(cache: Path, age: float) -> None:
+    """Remove the empty `tmp*` files older than `age` at the top of Gradio's cache: gradio 6.31's
+    `gr.File(type="filepath")` (the `/answer` API's audio input) leaves one there per call, and its own cleanup does
+    not know them."""
+    cutoff = time.time() - age
+    for path in cache.glob("tmp*"):
+        try:
+            info = path.stat()
+            if path.is_file() and info.st_size == 0 and info.st_mtime < cutoff:
+                path.unlink()
+        except OSError:  # removed meanwhile
+            continue
+
+
 def cleanup_schedule(keep_files: int) -> tuple[int, int]:
     """(every, age) in seconds for Gradio's delete_cache and the history folder: checked ten times per age, at most
     hourly, so a file lives at most 10% longer than the age."""
@@ -417,13 +431,13 @@ def status_for(problems: Sequence[str]) -> gr.Markdown:
     return gr.Markdown(f"**Not answered.** Fix and press Answer again:\n{lines}", elem_classes=["problem"])
 
 
-def judge_panel(history: History) -> tuple:
-    """Values for: the line naming the judged row, its expected answer (one of its options), its comment."""
-    record = history.find(history.selected)
+def judge_panel(record: dict | None) -> tuple:
+    """Values for: the judged row's number, the line naming it, its expected answer (one of its options), its
+    comment."""
     if record is None:
-        return "Answer a question, then judge it here.", gr.Radio(choices=[], value=None), ""
+        return None, "Answer a question, then judge it here.", gr.Radio(choices=[], value=None), ""
     line = f"Judging #{record['#']}: {record['clip']}, “{record['question']}” → **{record['answer'] or '(none)'}**"
-    return line, gr.Radio(choices=record["options"], value=record["expected"]), record["comment"]
+    return record["#"], line, gr.Radio(choices=record["options"], value=record["expected"]), record["comment"]
 
 
 # --- the page ----------------------------------------------------------------------------------------------------
@@ -448,29 +462,29 @@ def build_demo(model: aqa.AQAModel, settings: AppSettings = AppSettings()) -> gr
             return status_for(problems), *unchanged
         decoding = decoding_options(settings, think)
         try:
-            result = run(samples, question, options, decoding)
-        except Exception as error:  # the message goes to the status line; the page keeps what it shows
-            return status_for([gradio_error(error).message]), *unchanged
+            with shown_as_gradio_error():
+                result = run(samples, question, options, decoding)
+        except gr.Error as error:  # the message goes to the status line; the page keeps what it shows
+            return status_for([error.message]), *unchanged
         with history.lock:
             record = history_record(model, decoding, history.clip_name(audio), audio, question, options, result)
             record["#"] = len(history.records) + 1
             history.records.insert(0, record)
-            history.selected = record["#"]
             files = gr.File(history_files(history, request), visible=True)
         status = gr.Markdown(f"Answered in {result.timings.total:.2f} s.", elem_classes=[])
         fresh = results_look(stale=history.edits != edits)  # the inputs may have changed while it answered
-        return status, fresh, *result_outputs(result), table_rows(history), files, *judge_panel(history)
+        return status, fresh, *result_outputs(result), table_rows(history), files, *judge_panel(record)
 
     def row_selected(history: History, event: gr.SelectData):
         row = event.index[0] if isinstance(event.index, (list, tuple)) else event.index
         with history.lock:
-            if 0 <= row < len(history.records):
-                history.selected = history.records[row]["#"]
-            return judge_panel(history)
+            return judge_panel(history.records[row] if 0 <= row < len(history.records) else None)
 
-    def judgement_saved(expected, comment, history: History, request: gr.Request):
+    def judgement_saved(number, expected, comment, history: History, request: gr.Request):
+        """Save the judgement of the row the page shows (its number comes from the page: an answer arriving
+        meanwhile moves the panel on, not this judgement)."""
         with history.lock:
-            record = history.find(history.selected)
+            record = history.find(number)
             if record is None:
                 return gr.skip(), gr.skip()
             judge(record, expected, comment)
@@ -488,7 +502,8 @@ def build_demo(model: aqa.AQAModel, settings: AppSettings = AppSettings()) -> gr
         )
         audio, examples, question, options, think, button, status = layout_inputs()
         results, outputs = layout_outputs()
-        history, table, judging, expected, comment, files = layout_history()
+        history, table, judge_fields, files = layout_history()
+        judged, _, expected, comment = judge_fields
 
         def inputs_edited(history: History):
             history.edits += 1
@@ -506,7 +521,7 @@ def build_demo(model: aqa.AQAModel, settings: AppSettings = AppSettings()) -> gr
             queue=False,
             api_visibility="private",
         ).then(None, js=SHOW_INPUTS, api_visibility="private")  # back to the question, however far down the list
-        page_outputs = [status, results, *outputs, table, files, judging, expected, comment]
+        page_outputs = [status, results, *outputs, table, files, *judge_fields]
         for trigger in (button.click, question.submit, options.submit):  # Shift+Enter in the options answers too
             trigger(
                 answer_clicked,
@@ -516,11 +531,11 @@ def build_demo(model: aqa.AQAModel, settings: AppSettings = AppSettings()) -> gr
                 concurrency_id="model",
                 concurrency_limit=1,
             )
-        table.select(row_selected, history, [judging, expected, comment], queue=False, api_visibility="private")
+        table.select(row_selected, history, judge_fields, queue=False, api_visibility="private")
         for trigger in (expected.input, comment.blur, comment.submit):
             trigger(
                 judgement_saved,
-                [expected, comment, history],
+                [judged, expected, comment, history],
                 [table, files],
                 queue=False,
                 show_progress="hidden",
@@ -606,6 +621,7 @@ def layout_history() -> tuple:
             max_height=420,
             elem_id="history",
         )
+        judged = gr.Number(visible=False, precision=0)  # the "#" of the row being judged
         judging = gr.Markdown("Answer a question, then judge it here.", elem_id="judging")
         with gr.Row():
             expected = gr.Radio(choices=[], label="Expected answer", elem_id="expected")
@@ -619,7 +635,7 @@ def layout_history() -> tuple:
             visible=False,  # until there is a history
             elem_id="files",
         )
-    return history, table, judging, expected, comment, files
+    return history, table, (judged, judging, expected, comment), files
 
 
 def add_api(answer_api) -> None:
@@ -638,8 +654,8 @@ def add_api(answer_api) -> None:
 def launch(demo: gr.Blocks, settings: AppSettings, **kwargs):
     """Serve the demo; kwargs go to `Blocks.launch` (server_name, server_port, share, prevent_thread_lock...).
 
-    While it runs, the history files older than `settings.keep_files` are removed on the same schedule as Gradio's
-    own uploads (`delete_cache`)."""
+    While it runs, the history files older than `settings.keep_files` (and the empty files Gradio leaves in its cache)
+    are removed on the same schedule as Gradio's own uploads (`delete_cache`)."""
     every, age = cleanup_schedule(settings.keep_files)
 
     @asynccontextmanager
@@ -648,6 +664,7 @@ def launch(demo: gr.Blocks, settings: AppSettings, **kwargs):
             while True:
                 await asyncio.sleep(every)
                 await asyncio.to_thread(remove_old_files, demo.history_dir, age)
+                await asyncio.to_thread(remove_empty_leftovers, demo.history_dir.parent, age)
 
         task = asyncio.create_task(loop())
         try:

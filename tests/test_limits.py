@@ -214,3 +214,13 @@ def test_default_caps_accept_every_benchmark_item():
         if question_problems(question, options, True) != question_problems(question, options, True, unlimited)
     ]
     assert len(items) >= 1000 and refused == []
+
+
+def test_the_largest_question_of_the_memory_bench_meets_every_cap():
+    """bench/limits_memory.py measures this one: every cap filled, the prompt-token cap nearly so."""
+    from bench.limits_memory import largest_question
+
+    question, options = largest_question()
+    assert question_problems(question, options) == []
+    assert len(options) == LIMITS.options and all(len(option) == LIMITS.option_chars for option in options)
+    assert LIMITS.prompt_tokens - 64 < prompt_tokens_bound(build_prompt(question, options, think=True))
