@@ -56,7 +56,7 @@ def prepare(question: Question) -> Prepared | AQAError:
     """Check the question and load its audio; a problem comes back as its error, not raised."""
     start = time.perf_counter()
     try:
-        check_question(question.text, question.options, question.allow_duplicate_options)
+        check_question(question.text, question.options, question.allow_duplicate_options, question.limits)
         samples = load_audio(question.audio, question.channel)
     except AQAError as error:
         return error

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aqa.audio import AudioInput
 from aqa.defaults import DEFAULT_MODEL
+from aqa.limits import Limits
 
 ANSWER_TOKENS = 256  # default generation budget in answer mode (R1-AQA's evaluation setting)
 THINK_TOKENS = 1024  # thinking mode writes its reasoning first
@@ -49,6 +50,7 @@ class Question:
     name: str = ""  # shown in notes and errors; the file name by default
     allow_duplicate_options: bool = False  # ask a benchmark item that repeats an option verbatim (MMAU has some)
     channel: str = "mix"  # how a multi-channel clip becomes mono: "mix" (average) or "first" (R1-AQA's scripts)
+    limits: Limits = Limits()  # caps on the question's size, checked with the rest of the question
 
     def __post_init__(self):
         object.__setattr__(self, "options", tuple(self.options))

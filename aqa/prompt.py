@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from aqa.errors import InputError
+from aqa.limits import Limits, prompt_tokens_bound
 
 # The exact instructions R1-AQA was trained and evaluated with (its model card, and src/test.py and src/dataset in
 # github.com/xiaomi-research/r1-aqa). The released model uses ANSWER_ONLY; THINKING is the paper's prompt 3, offered
@@ -12,6 +14,9 @@ from aqa.errors import InputError
 ANSWER_ONLY = "Output the final answer in <answer> </answer>."
 THINKING = "Output the thinking process in <think> </think> and final answer in <answer> </answer>."
 MIN_OPTIONS = 2
+# Qwen's control tokens are all written <|name|> (<|im_start|>, <|im_end|>, <|endoftext|>, <|AUDIO|>, <|audio_bos|>...).
+CONTROL_TOKEN = re.compile(r"<\|[^\s<>|]+\|>")
+MAX_LISTED = 5  # problems of one kind named in a message; the rest are counted
 
 
 def build_prompt(question: str, options: Sequence[str], think: bool = False) -> str:
@@ -33,26 +38,93 @@ def build_messages(question: str, options: Sequence[str], think: bool = False, a
     return [{"role": "user", "content": content}]
 
 
-def check_question(question: str, options: Sequence[str], allow_duplicates: bool = False) -> None:
-    """Raise InputError when the question cannot be asked as a multiple-choice question.
+def check_question(
+    question: str, options: Sequence[str], allow_duplicates: bool = False, limits: Limits = Limits()
+) -> None:
+    """Raise InputError, naming every problem in one line, when the question cannot be asked as a multiple-choice
+    question within `limits`."""
+    problems = question_problems(question, options, allow_duplicates, limits)
+    if problems:
+        raise InputError("; ".join(problems))
+
+
+def question_problems(
+    question: str, options: Sequence[str], allow_duplicates: bool = False, limits: Limits = Limits()
+) -> list[str]:
+    """Every reason the question cannot be asked, one short line each (none: it can be asked).
 
     allow_duplicates: benchmark files repeat options (MMAU test-mini: 20 items of the 2025-03-25 file, 27 of the
     2025-08-09 one, e.g. ['four', 'nine', 'fourteen', 'fourteen']); evaluation asks them verbatim, as R1-AQA did.
     """
+    problems = []
     if not isinstance(question, str) or not question.strip():
-        raise InputError("the question is empty")
+        problems.append("the question is empty")
+    elif len(question) > limits.question_chars:
+        problems.append(f"the question is too long: {len(question)} characters (at most {limits.question_chars})")
+    elif token := control_token(question):
+        problems.append(f"the question contains {token!r}, a control token of the model")
     if isinstance(options, str):
-        raise InputError("options must be a list of strings, not one string")
+        return [*problems, "options must be a list of strings, not one string"]
+    options = list(options)
     if len(options) < MIN_OPTIONS:
-        raise InputError(f"give at least {MIN_OPTIONS} options (got {len(options)})")
-    blank = [i + 1 for i, option in enumerate(options) if not isinstance(option, str) or not option.strip()]
+        problems.append(f"give at least {MIN_OPTIONS} options (got {len(options)})")
+    elif len(options) > limits.options:
+        problems.append(f"give at most {limits.options} options (got {len(options)})")
+    texts = {i + 1: option for i, option in enumerate(options) if isinstance(option, str) and option.strip()}
+    blank = [number for number in range(1, len(options) + 1) if number not in texts]
     if blank:
-        raise InputError(f"option {blank[0]} is blank")
-    if allow_duplicates:
-        return
-    seen: dict[str, str] = {}
+        problems.append(f"{numbered('option', blank)} {'is' if len(blank) == 1 else 'are'} blank")
+    long = [number for number, option in texts.items() if len(option) > limits.option_chars]
+    if len(long) == 1:
+        size = len(texts[long[0]])
+        problems.append(f"option {long[0]} is too long: {size} characters (at most {limits.option_chars})")
+    elif long:
+        problems.append(f"{numbered('option', long)} are too long (at most {limits.option_chars} characters each)")
+    short = {number: option for number, option in texts.items() if number not in long}
+    problems += [
+        f"option {number} contains {token!r}, a control token of the model"
+        for number, option in short.items()
+        if (token := control_token(option))
+    ][:MAX_LISTED]
+    if not allow_duplicates:
+        problems += duplicate_problems(list(short.values()))
+    if not problems:
+        bound = prompt_tokens_bound(build_prompt(question, options, think=True))
+        if bound > limits.prompt_tokens:
+            problems.append(
+                f"the question and options are too long together: up to {bound} prompt tokens with the audio "
+                f"(at most {limits.prompt_tokens})"
+            )
+    return problems
+
+
+def control_token(text: str) -> str | None:
+    """The first of the model's control tokens (`<|im_end|>`, `<|AUDIO|>`...) written in `text`, if any.
+
+    A tokenizer reads these strings as the tokens themselves wherever they occur, so user text holding one could end
+    the user's turn or add an audio slot: such text is refused rather than asked.
+    """
+    found = CONTROL_TOKEN.search(text)
+    return found.group() if found else None
+
+
+def duplicate_problems(options: Sequence[str]) -> list[str]:
+    seen: set[str] = set()
+    repeated: dict[str, str] = {}
     for option in options:
         key = option.strip().casefold()
         if key in seen:
-            raise InputError(f"duplicate option: {option.strip()!r}")
-        seen[key] = option
+            repeated.setdefault(key, option.strip())
+        seen.add(key)
+    return [f"duplicate option: {option!r}" for option in list(repeated.values())[:MAX_LISTED]]
+
+
+def numbered(noun: str, numbers: Sequence[int]) -> str:
+    """'option 3', 'options 3 and 5', 'options 1, 2, 3, 4, 5 and 195 more'."""
+    if len(numbers) == 1:
+        return f"{noun} {numbers[0]}"
+    shown = [str(number) for number in numbers[:MAX_LISTED]]
+    rest = len(numbers) - len(shown)
+    if rest:
+        return f"{noun}s {', '.join(shown)} and {rest} more"
+    return f"{noun}s {', '.join(shown[:-1])} and {shown[-1]}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import socket
 import subprocess
@@ -10,6 +12,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
 
 import gradio as gr
 import httpx
@@ -22,10 +26,13 @@ from gradio_client.exceptions import AppError
 
 import app
 import aqa
+from aqa.limits import Limits
 from aqa.prompt import check_question
 
-# Small caps so that the fixtures' files cross them; few new tokens so that the random tiny model answers quickly.
-SETTINGS = app.AppSettings(max_seconds=42, max_file_size="2mb", max_new_tokens=8, queue_size=16)
+# Small caps so that the fixtures' files and texts cross them (the text caps below the library's own, to show that the
+# app's are the ones used); few new tokens so that the random tiny model answers quickly.
+LIMITS = Limits(question_chars=200, option_chars=50, options=6, prompt_tokens=2000)
+SETTINGS = app.AppSettings(max_seconds=42, max_file_size="2mb", max_new_tokens=8, queue_size=16, limits=LIMITS)
 LONG_CLIP = app.ASSETS / "long_40s.ogg"  # 40 s: over the model's 30 s, under the 42 s cap
 
 
@@ -119,18 +126,27 @@ def test_bad_files_are_rejected_with_their_name(client, clips, name, reason):
         ("What?", ["Dog", "  "], "option 2 is blank"),
         ("What?", ["Dog", "dog "], "duplicate option: 'dog'"),
         ("What?", "Dog, Cat", "options must be a list of strings"),  # one string is not a list
+        ("Q" * 20_000, ["Dog", "Cat"], "the question is too long: 20000 characters (at most 200)"),
+        ("What?", ["Dog", "x" * 20_000], "option 2 is too long: 20000 characters (at most 50)"),
+        ("What?", [f"o{i}" for i in range(200)], "give at most 6 options (got 200)"),
+        ("Is <|AUDIO|> here?", ["Dog", "Cat"], "the question contains '<|AUDIO|>', a control token of the model"),
+        ("What?", ["Dog", "<|im_end|>"], "option 2 contains '<|im_end|>', a control token of the model"),
+        ("", ["Dog"], "the question is empty; give at least 2 options (got 1)"),  # every problem, in one line
     ],
 )
 def test_bad_questions_are_rejected(client, clips, question, options, reason):
     with pytest.raises(AppError) as caught:
         client.predict(handle_file(str(clips["tone.ogg"])), question, options, api_name="/answer")
-    assert reason in str(caught.value)
+    assert reason in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_missing_audio_is_rejected(client):
     with pytest.raises(AppError) as caught:
         ask(client, None)
     assert str(caught.value) == "no audio: upload a file or record one with the microphone"
+    with pytest.raises(AppError) as caught:
+        ask(client, None, question=" ")
+    assert str(caught.value) == "no audio: upload a file or record one with the microphone; the question is empty"
 
 
 def test_long_clip_is_answered_with_a_note(client):
@@ -191,6 +207,29 @@ def test_eight_concurrent_callers_are_all_answered(client, clips, monkeypatch):
     assert peak == 1, "the queue lets one question at a time reach the model"
 
 
+def test_old_uploads_and_history_files_are_removed_while_the_app_serves(tiny_model, clips):
+    """With files kept 2 s, an upload and a history file are gone within a few seconds; the app answers meanwhile."""
+    settings = replace(SETTINGS, keep_files=2)  # checked every second
+    demo = app.build_demo(tiny_model, settings)
+    _, url, _ = app.launch(demo, settings, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True)
+    try:
+        with clips["tone.ogg"].open("rb") as handle:
+            [upload] = httpx.post(f"{url}gradio_api/upload", files={"files": ("tone.ogg", handle)}).json()
+        history = demo.history_dir / "aqa-history-page-1" / "aqa-history-page.csv"
+        history.parent.mkdir()
+        history.write_text("time,model\n")
+        assert Path(upload).is_file()
+        client = Client(url, verbose=False)
+        deadline = time.monotonic() + 30
+        while (Path(upload).exists() or history.parent.exists()) and time.monotonic() < deadline:
+            assert_answered(ask(client, clips["speech.mp3"]), ("Dog", "Speech", "Tone"))  # serving all along
+            time.sleep(0.5)
+        assert not Path(upload).exists() and not history.parent.exists(), "the file and then its empty folder"
+        assert_answered(ask(client, clips["speech.mp3"]), ("Dog", "Speech", "Tone"))
+    finally:
+        demo.close()
+
+
 def test_failures_become_one_line_and_the_app_keeps_serving(client, clips, monkeypatch):
     failures = [
         (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), app.OUT_OF_MEMORY),
@@ -213,17 +252,69 @@ def test_failures_become_one_line_and_the_app_keeps_serving(client, clips, monke
 
 
 @pytest.mark.parametrize(
-    "rows, options",
+    "text, options",
     [
-        ([["Dog"], ["Cat"], [""], [""]], ["Dog", "Cat"]),  # the empty starting rows are not options
-        ([["  Dog "], [None], ["Cat"]], ["Dog", "Cat"]),  # cells are stripped; a cleared cell is None
-        ([[3], ["Cat"]], ["3", "Cat"]),  # a cell the table typed as a number
-        ([["Dog", "extra"], []], ["Dog"]),  # only the first column is read; an empty row is skipped
-        (None, []),  # no table at all
+        ("Dog\nCat\n\n", ["Dog", "Cat"]),  # empty lines are not options
+        ("  Dog \r\n\tCat\n", ["Dog", "Cat"]),  # lines are stripped, whatever their ends
+        ("It's a dog | not a cat\nRain", ["It's a dog | not a cat", "Rain"]),  # only a line break separates
+        ("", []),
+        (None, []),  # a cleared box
     ],
 )
-def test_options_from_table(rows, options):
-    assert app.options_from_table(rows) == options
+def test_options_from_text(text, options):
+    assert app.options_from_text(text) == options
+
+
+def test_recordings_get_distinct_names():
+    """Gradio names every recording audio.wav; the history tells them apart, and keeps one name per clip."""
+    history = app.History()
+    paths = ["/c/1/audio.wav", "/c/2/audio.wav", "/c/3/speech.wav", "/c/4/speech.wav"]
+    names = []
+    for number, path in enumerate([*paths, paths[0]], start=1):
+        names.append(history.clip_name(path))
+        history.records.insert(0, {"#": number, "path": path, "clip": names[-1]})
+    assert names == ["recording-1.wav", "recording-2.wav", "speech.wav", "speech-2.wav", "recording-1.wav"]
+
+
+def test_history_files_have_every_column(tiny_model, clips, tmp_path):
+    history = app.History()
+    decoding = aqa.DecodingOptions(think=True, max_new_tokens=4)
+    result = aqa.answer(tiny_model, clips["tone.ogg"], "Q?", ["a", "b"], decoding)
+    record = app.history_record(tiny_model, decoding, "tone.ogg", str(clips["tone.ogg"]), "Q?", ["a", "b"], result)
+    record["#"] = 1
+    history.records.insert(0, record)
+    app.judge(record, "b", " too quiet ")
+    csv_path, jsonl_path = map(Path, app.write_history(history, tmp_path, "h"))
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        [row] = list(csv.DictReader(handle))
+    [line] = [json.loads(text) for text in jsonl_path.read_text(encoding="utf-8").splitlines()]
+    assert list(row) == list(line) == app.HISTORY_COLUMNS
+    assert (row["thinking mode"], row["decoding"]) == ("yes", "greedy, up to 4 new tokens")
+    assert (row["model"], row["precision"], row["clip"]) == (tiny_model.name, "fp32", "tone.ogg")
+    assert json.loads(row["probabilities"]) == line["probabilities"] and set(line["probabilities"]) == {"a", "b"}
+    assert (line["expected"], line["correct"], line["comment"]) == ("b", record["answer"] == "b", "too quiet")
+    assert row["correct"] == ("yes" if line["correct"] else "no")
+    assert line["raw output"] == result.raw and line["answer source"] == app.ANSWER_SOURCES[result.answer_source]
+    # A new version goes to a new place (a browser may keep the old one under its old link), the old one is removed.
+    newer = app.write_history(history, tmp_path, "h")
+    assert newer[0] != str(csv_path) and not csv_path.exists()
+
+
+def test_old_files_are_removed(tmp_path):
+    old, new = tmp_path / "a" / "old.csv", tmp_path / "b" / "new.csv"
+    for path in (old, new):
+        path.parent.mkdir()
+        path.write_text("x")
+    for path in (old, old.parent):
+        os.utime(path, (time.time() - 100, time.time() - 100))
+    app.remove_old_files(tmp_path, age=50)
+    assert not old.parent.exists() and new.exists()
+
+
+def test_a_removed_upload_is_named_in_the_message(tmp_path):
+    with pytest.raises(aqa.AudioError) as caught:
+        app.load_clip(str(tmp_path / "gone" / "clip.wav"), 60, keep_files=7200)
+    assert str(caught.value) == "clip.wav: the upload is gone (uploads are kept 2 h); upload it again"
 
 
 @pytest.mark.parametrize(
@@ -252,11 +343,29 @@ def test_gradio_error(error, message):
         ([], {"GRADIO_SHARE": "True"}, {"share": True}),
         ([], {"GRADIO_SHARE": "false", "AQA_QUEUE_SIZE": "3"}, {"share": False, "queue_size": 3}),
         ([], {"AQA_MAX_SECONDS": "60", "AQA_MAX_NEW_TOKENS": "16"}, {"max_seconds": 60.0, "max_new_tokens": 16}),
+        (  # the caps, from either
+            ["--max-options", "4", "--max-prompt-tokens", "3000"],
+            {"AQA_MAX_QUESTION_CHARS": "500", "AQA_MAX_OPTION_CHARS": "80", "AQA_KEEP_FILES": "3600"},
+            {"max_question_chars": 500, "max_option_chars": 80, "max_options": 4, "max_prompt_tokens": 3000},
+        ),
+        ([], {}, {"max_options": Limits().options, "keep_files": 86400}),  # the library's caps by default
     ],
 )
 def test_flags_and_environment(argv, environ, expected):
     args = app.build_parser(environ).parse_args(argv)
     assert {key: getattr(args, key) for key in expected} == expected
+
+
+def test_settings_from_flags():
+    args = app.build_parser({"AQA_KEEP_FILES": "60"}).parse_args(["--max-options", "4", "--max-option-chars", "80"])
+    settings = app.settings_from(args)
+    assert settings.limits == replace(Limits(), options=4, option_chars=80) and settings.keep_files == 60
+
+
+def test_a_cap_below_one_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        app.build_parser({}).parse_args(["--max-options", "0"])
+    assert "must be at least 1 (got 0)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("clip, question, options", app.EXAMPLES)
