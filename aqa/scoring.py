@@ -3,7 +3,8 @@
 Each option is scored by the model's likelihood of `<answer>{option}</answer>` after the prompt, closing tag
 included, so that an option that is a prefix of another ("Dog" and "Dog barking") is not favoured; there is no
 length normalisation, so the numbers are the model's own conditional probabilities of each option given that it
-answers with one of them. In thinking mode the model's reasoning (its text before `<answer>`) precedes the tag.
+answers with one of them. In thinking mode the model's reasoning (its text before `<answer>`) comes first, once per
+question, shared by its options (its own probability is the same for every option, so it is not counted).
 
 A question's options sit side by side after its prompt in one sequence (OptionLayout), a 4-D attention mask keeping
 each to itself: the prompt's cache is neither copied per option nor re-run. The same pass shows, per question, the
@@ -41,19 +42,11 @@ def score_options(
     think: bool,
 ) -> OptionScores:
     """Each question's option probabilities (and greedy option), from the cache of its prompt."""
-    items, continuations = [], []
-    for item, (choices, text) in enumerate(zip(options, texts)):
-        prefix = text.split("<answer>")[0] if think else ""
-        items += [item] * len(choices)
-        continuations += [f"{prefix}<answer>{option}</answer>" for option in choices]
-    # Padded like the prompts, and the pads dropped: the background thread may be tokenizing the next batch, and a
-    # call with other padding settings would switch the shared tokenizer's state under it.
-    encoded = model.tokenizer(continuations, add_special_tokens=False, padding=True)
-    rows = [  # (batch item, option tokens)
-        (item, [token for token, keep in zip(ids, mask) if keep])
-        for item, ids, mask in zip(items, encoded["input_ids"], encoded["attention_mask"])
-    ]
-    scored = continuation_logprobs(model, inputs, cache, rows)
+    items = [item for item, choices in enumerate(options) for _ in choices]
+    answers = [f"<answer>{option}</answer>" for choices in options for option in choices]
+    rows = list(zip(items, tokenize(model, answers)))  # (batch item, option tokens)
+    prefixes = tokenize(model, [text.split("<answer>")[0] if think else "" for text in texts])
+    scored = continuation_logprobs(model, inputs, cache, rows, prefixes)
     greedy = [None] * len(options)
     for (item, tokens), (_, is_greedy) in zip(rows, scored):
         if is_greedy:
@@ -61,29 +54,46 @@ def score_options(
     return OptionScores(softmax_per_question(options, [logprob for logprob, _ in scored]), greedy)
 
 
+def tokenize(model: AQAModel, texts: Sequence[str]) -> list[list[int]]:
+    """Tokens of each text, padded like the prompts and the pads dropped: the background thread may be tokenizing
+    the next batch, and a call with other padding settings would switch the shared tokenizer's state under it."""
+    encoded = model.tokenizer(list(texts), add_special_tokens=False, padding=True)
+    return [
+        [token for token, keep in zip(ids, mask) if keep]
+        for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"])
+    ]
+
+
 @dataclass(frozen=True)
 class OptionLayout:
     """Every option of a batch side by side after its question's prompt, one sequence per question.
 
-    Each sequence is the prompt's last token, then each option's tokens in turn (padded at the end). Position 0
-    is shared: its logits predict every option's first token. `reads[r]` lists the sequence positions whose
-    logits predict row r's tokens, then the one after its last token (for the end-token check)."""
+    Each sequence is the prompt's last token and the question's shared prefix (its reasoning, in thinking mode),
+    then each option's tokens in turn (padded at the end). The shared part's last position's logits predict every
+    option's first token. `reads[r]` lists the sequence positions whose logits predict row r's tokens, then the one
+    after its last token (for the end-token check)."""
 
     ids: torch.Tensor  # (questions, length): token ids
-    segments: torch.Tensor  # (questions, length): 0 for the shared token, 1 + row for an option's tokens, -1 pad
+    segments: torch.Tensor  # (questions, length): 0 for the shared tokens, 1 + row for an option's tokens, -1 pad
     offsets: torch.Tensor  # (questions, length): position after the prompt's last token (0 for it and the pads)
     reads: torch.Tensor  # (rows, width + 1)
     targets: torch.Tensor  # (rows, width): row tokens, padded
     target_mask: torch.Tensor  # (rows, width)
 
     @staticmethod
-    def build(rows: Sequence[tuple[int, list[int]]], last: torch.Tensor, pad: int) -> OptionLayout:
-        sequences = [[(token, 0, 0)] for token in last.tolist()]  # (token, segment, offset); one device read
+    def build(
+        rows: Sequence[tuple[int, list[int]]], last: torch.Tensor, pad: int, prefixes: Sequence[list[int]] = ()
+    ) -> OptionLayout:
+        prefixes = prefixes or [[] for _ in range(len(last))]
+        sequences = [  # (token, segment, offset); the last tokens in one device read
+            [(token, 0, 0)] + [(t, 0, offset + 1) for offset, t in enumerate(prefix)]
+            for token, prefix in zip(last.tolist(), prefixes)
+        ]
         reads, width = [], max(len(tokens) for _, tokens in rows)
         for row, (item, tokens) in enumerate(rows):
-            start = len(sequences[item])
-            sequences[item] += [(token, row + 1, offset + 1) for offset, token in enumerate(tokens)]
-            read = [0] + list(range(start, start + len(tokens)))
+            start, shared = len(sequences[item]), len(prefixes[item])
+            sequences[item] += [(token, row + 1, shared + offset + 1) for offset, token in enumerate(tokens)]
+            read = [shared] + list(range(start, start + len(tokens)))
             reads.append(read + [0] * (width + 1 - len(read)))
         length = max(len(sequence) for sequence in sequences)
         padded = torch.tensor([sequence + [(pad, -1, 0)] * (length - len(sequence)) for sequence in sequences])
@@ -96,27 +106,32 @@ class OptionLayout:
 
     def attention_mask(self, prompt_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Additive (questions, 1, length, prompt + length) mask: every token sees its question's prompt and the
-        shared token; an option's token also sees its own earlier tokens, never another option's."""
+        shared tokens before it; an option's token also sees its own earlier tokens, never another option's."""
         seen = torch.arange(self.ids.shape[1], device=self.ids.device)
+        earlier = seen[None, :, None] >= seen[None, None, :]
         same = (self.segments[:, :, None] == self.segments[:, None, :]) & (self.segments[:, None, :] > 0)
-        own = (seen[None, :, None] >= seen[None, None, :]) & same
-        shared = (seen == 0)[None, None, :].expand_as(own)
+        shared = (self.segments == 0)[:, None, :]
         prompt = prompt_mask.bool()[:, None, :].expand(-1, self.ids.shape[1], -1)
-        allowed = torch.cat([prompt, own | shared], dim=-1)[:, None]
+        allowed = torch.cat([prompt, earlier & (same | shared)], dim=-1)[:, None]
         return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
             ~allowed, torch.finfo(dtype).min
         )
 
 
 def continuation_logprobs(
-    model: AQAModel, inputs, cache: DynamicCache, rows: Sequence[tuple[int, list[int]]]
+    model: AQAModel,
+    inputs,
+    cache: DynamicCache,
+    rows: Sequence[tuple[int, list[int]]],
+    prefixes: Sequence[list[int]] = (),
 ) -> list[tuple[float, bool]]:
-    """Per row, all rows in one forward pass: the summed log-probability of its tokens after its prompt, and
-    whether greedy decoding would write exactly those tokens and then an end token (the argmax at every step).
+    """Per row, all rows in one forward pass: the summed log-probability of its tokens after its prompt (and its
+    question's prefix), and whether greedy decoding would write exactly those tokens and then an end token (the
+    argmax at every step).
 
     The cache is cut back to the prompt afterwards."""
     length = cache.get_seq_length()
-    layout = OptionLayout.build(rows, inputs["input_ids"][:, length], model.tokenizer.pad_token_id)
+    layout = OptionLayout.build(rows, inputs["input_ids"][:, length], model.tokenizer.pad_token_id, prefixes)
     hidden = model.hf.model(
         input_ids=layout.ids,
         attention_mask=layout.attention_mask(inputs["attention_mask"][:, :length], model.hf.dtype),

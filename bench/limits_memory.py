@@ -6,8 +6,8 @@ prompt-token cap then allows (one token per byte: the bound itself, and exactly 
 tokenizer makes). On a GPU the CUDA peak is reported too. The last case is a refusal: `aqa ask` with a 20,000-character
 option, which must end before any model is loaded.
 
-Thinking mode is measured with 4 options, not 10: option scoring repeats the model's thinking before every option, so
-its cost grows with options x thinking tokens, which the caps do not bound (docs/benchmarks.md).
+In thinking mode the options are scored after the model's reasoning, which is run once per question and shared by
+its options, so the largest question costs about what the caps and the 1024-token budget allow.
 
     python -m aqa tiny /tmp/tiny-model
     python -m bench.limits_memory --model /tmp/tiny-model            # a Markdown table; --json for JSON
@@ -32,7 +32,7 @@ CASES = {
     "typical": "a typical question (70 characters, 4 one-word options), answer mode",
     "largest": "the largest allowed question (10 options of 300 characters), answer mode (the released model's)",
     "typical-think": "a typical question, thinking mode, 1024 new tokens",
-    "largest-4-think": "the largest allowed question cut to 4 options, thinking mode, 1024 new tokens",
+    "largest-think": "the largest allowed question, thinking mode, 1024 new tokens",
 }
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +62,7 @@ def measure(model: str, case: str) -> dict:
         question, options = "Based on the given audio, identify the source of the speaking voice.", ["Man", "Woman"]
         options += ["Child", "Robot"]
     else:
-        question, options = largest_question(Limits(options=4) if case == "largest-4-think" else Limits())
+        question, options = largest_question()
     think = case.endswith("think")
     decoding = aqa.DecodingOptions(think=think, max_new_tokens=1024 if think else 8)
     start = time.perf_counter()

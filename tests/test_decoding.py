@@ -303,3 +303,40 @@ def test_a_long_clip_answered_window_by_window(tiny_model, tmp_path):
     assert batched[0].raw == result.raw and not batched[1].windows
     *lines, streamed = aqa.answer_stream(tiny_model, path, "Which pitch?", options, decoding)
     assert len(lines) == 3 and "".join(lines) == streamed.raw == result.raw
+
+
+def test_thinking_mode_scores_options_after_the_shared_reasoning(tiny_model, clips):
+    """In thinking mode each option is scored after the model's reasoning, which is run once and shared by the
+    options: the probabilities equal a full forward pass per option over prompt + reasoning + answer."""
+    options = ["Dog", "Dog barking", "Rain"]
+    path = clips["tone_8k.wav"]
+    decoding = DecodingOptions(think=True, max_new_tokens=24)
+    result = aqa.answer(tiny_model, path, QUESTION, options, decoding)
+    reasoning = result.raw.split("<answer>")[0]
+    assert reasoning, "the random model writes something before any <answer>"
+    inputs = model_card_inputs(tiny_model, path, QUESTION, options)
+    inputs.input_ids = tiny_model.processor(
+        text=tiny_model.processor.apply_chat_template(
+            build_messages(QUESTION, options, think=True, audio_url=str(path)), add_generation_prompt=True,
+            tokenize=False,
+        ),
+        audio=[load_audio(path)], sampling_rate=16000, return_tensors="pt",
+    ).input_ids  # fmt: skip
+    prefix = tiny_model.tokenizer(reasoning, add_special_tokens=False, return_tensors="pt").input_ids
+    scores = []
+    for option in options:
+        answer_ids = tiny_model.tokenizer(f"<answer>{option}</answer>", add_special_tokens=False, return_tensors="pt")
+        ids = torch.cat([inputs.input_ids, prefix, answer_ids.input_ids], dim=1)
+        with torch.no_grad():
+            logits = tiny_model.hf(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                input_features=inputs.input_features,
+                feature_attention_mask=inputs.feature_attention_mask,
+            ).logits
+        n = answer_ids.input_ids.shape[1]
+        logprobs = torch.log_softmax(logits[0, -n - 1 : -1].double(), -1)
+        scores.append(logprobs.gather(-1, answer_ids.input_ids[0, :, None]).sum().item())
+    expected = dict(zip(options, torch.softmax(torch.tensor(scores), 0).tolist()))
+    for option in options:
+        assert result.probabilities[option] == pytest.approx(expected[option], abs=1e-4)
