@@ -21,10 +21,10 @@ QUESTION = "Based on the given audio, identify the source of the speaking voice.
 OPTIONS = ["Man", "Woman", "Child", "Robot"]
 
 
-def model_card_inputs(model, path, question=QUESTION, options=OPTIONS):
+def model_card_inputs(model, path, question=QUESTION, options=OPTIONS, think=False):
     """The model card's recipe (processor + chat template), with transformers 5's `audio=` keyword."""
     texts = model.processor.apply_chat_template(
-        build_messages(question, options, audio_url=str(path)), add_generation_prompt=True, tokenize=False
+        build_messages(question, options, think, audio_url=str(path)), add_generation_prompt=True, tokenize=False
     )
     audio = [load_audio(path)]
     return model.processor(text=texts, audio=audio, sampling_rate=16000, return_tensors="pt", padding=True)
@@ -58,13 +58,14 @@ def test_sample_equals_model_card_default_generate(tiny_model, clips):
     assert result.raw == expected
 
 
-def full_sequence_probabilities(model, path, options):
-    """Reference scoring without any sharing: one full forward (audio + prompt + answer) per option."""
-    inputs = model_card_inputs(model, path, QUESTION, options)
+def full_sequence_probabilities(model, path, options, reasoning=None):
+    """Reference scoring without any sharing: one full forward (audio + prompt [+ reasoning] + answer) per option."""
+    inputs = model_card_inputs(model, path, QUESTION, options, think=reasoning is not None)
+    prefix = model.tokenizer(reasoning or "", add_special_tokens=False, return_tensors="pt").input_ids
     scores = []
     for option in options:
         answer_ids = model.tokenizer(f"<answer>{option}</answer>", add_special_tokens=False, return_tensors="pt")
-        ids = torch.cat([inputs.input_ids, answer_ids.input_ids], dim=1)
+        ids = torch.cat([inputs.input_ids, prefix.to(inputs.input_ids.dtype), answer_ids.input_ids], dim=1)
         mask = torch.ones_like(ids)
         with torch.no_grad():
             logits = model.hf(
@@ -314,29 +315,6 @@ def test_thinking_mode_scores_options_after_the_shared_reasoning(tiny_model, cli
     result = aqa.answer(tiny_model, path, QUESTION, options, decoding)
     reasoning = result.raw.split("<answer>")[0]
     assert reasoning, "the random model writes something before any <answer>"
-    inputs = model_card_inputs(tiny_model, path, QUESTION, options)
-    inputs.input_ids = tiny_model.processor(
-        text=tiny_model.processor.apply_chat_template(
-            build_messages(QUESTION, options, think=True, audio_url=str(path)), add_generation_prompt=True,
-            tokenize=False,
-        ),
-        audio=[load_audio(path)], sampling_rate=16000, return_tensors="pt",
-    ).input_ids  # fmt: skip
-    prefix = tiny_model.tokenizer(reasoning, add_special_tokens=False, return_tensors="pt").input_ids
-    scores = []
-    for option in options:
-        answer_ids = tiny_model.tokenizer(f"<answer>{option}</answer>", add_special_tokens=False, return_tensors="pt")
-        ids = torch.cat([inputs.input_ids, prefix, answer_ids.input_ids], dim=1)
-        with torch.no_grad():
-            logits = tiny_model.hf(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                input_features=inputs.input_features,
-                feature_attention_mask=inputs.feature_attention_mask,
-            ).logits
-        n = answer_ids.input_ids.shape[1]
-        logprobs = torch.log_softmax(logits[0, -n - 1 : -1].double(), -1)
-        scores.append(logprobs.gather(-1, answer_ids.input_ids[0, :, None]).sum().item())
-    expected = dict(zip(options, torch.softmax(torch.tensor(scores), 0).tolist()))
+    expected = full_sequence_probabilities(tiny_model, path, options, reasoning)
     for option in options:
         assert result.probabilities[option] == pytest.approx(expected[option], abs=1e-4)
