@@ -205,3 +205,19 @@ def test_shuffled_choices_report_each_order_and_the_consistency(tiny_model_dir, 
     assert result["consistency"] == round(100 * same / len(RECORDS), 2)
     assert main(["mmau", "score", str(tmp_path / "preds.json")]) == 0
     assert "same chosen option in every order" in capsys.readouterr().out
+
+
+def test_a_run_from_before_protocols_existed_resumes(tiny_model_dir, tmp_path, capsys):
+    """A manifest written before protocols, seeds and shuffled options were recorded stands for their defaults."""
+    synthesise(tmp_path / "MMAU", RECORDS)
+    run(tmp_path, tiny_model_dir, "preds.json", "--max-new-tokens", "4")
+    manifest_path = tmp_path / "preds.manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for key in ("protocol", "seed", "shuffle_choices"):
+        del manifest["settings"][key]
+    for key in ("seed", "long_audio"):
+        del manifest["settings"]["decoding"][key]
+    manifest_path.write_text(json.dumps(manifest))
+    capsys.readouterr()
+    run(tmp_path, tiny_model_dir, "preds.json", "--max-new-tokens", "4")
+    assert f"{len(RECORDS)} of {len(RECORDS)} already answered" in capsys.readouterr().err

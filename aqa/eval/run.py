@@ -37,6 +37,8 @@ from aqa.model import HostEmbedding, default_device, default_precision
 from aqa.options import DecodingOptions, ModelSpec, Question, Result
 
 SHOWN = 10  # ids listed on the terminal before "and N more"
+# Settings that manifests of earlier releases did not record, with the value those runs had.
+UNRECORDED_SETTINGS = {"protocol": "greedy", "seed": None, "shuffle_choices": 0}
 
 
 @dataclass(frozen=True)
@@ -228,9 +230,12 @@ def check_resumable(config: RunConfig, settings: dict) -> list[dict]:
     previous = read_manifest(config.output)
     if previous is None or not partial.exists():
         return []
-    changed = [key for key in settings if previous["settings"].get(key) != settings[key]]
+    earlier = UNRECORDED_SETTINGS | previous["settings"]  # a run from before a setting existed had its default
+    if isinstance(earlier.get("decoding"), dict):
+        earlier["decoding"] = dataclasses.asdict(DecodingOptions()) | earlier["decoding"]
+    changed = [key for key in settings if earlier.get(key) != settings[key]]
     if changed:
-        was = ", ".join(f"{key} {previous['settings'].get(key)!r}" for key in changed)
+        was = ", ".join(f"{key} {earlier.get(key)!r}" for key in changed)
         raise InputError(
             f"{partial} holds answers made with other settings ({was}); rerun with those, or use another "
             "--output, or --restart to discard them"
