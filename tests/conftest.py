@@ -83,6 +83,21 @@ def tiny_model(tiny_model_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_model_2_dir(tmp_path_factory) -> Path:
+    """A second tiny checkpoint, with other random weights (seed 1): a model to compare the first with."""
+    from aqa.random_weights import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-model-2"), seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_2(tiny_model_2_dir):
+    from aqa import load_model
+
+    return load_model(str(tiny_model_2_dir), precision="fp32", device="cpu")
+
+
+@pytest.fixture(scope="session")
 def clips(tmp_path_factory) -> dict[str, Path]:
     """Real audio files in many shapes; keys name what each one is."""
     for tool in ("sox", "espeak-ng", "ffmpeg"):
