@@ -1,4 +1,6 @@
-"""The Gradio app: its `/answer` API driven by gradio_client against the app launched on the tiny model."""
+"""The Gradio app: its `/answer` and `/answer_stream` API driven by gradio_client against the app launched on the tiny
+model (and `python app.py --compare` on two tiny checkpoints), the functions that touch the model, the history files,
+the flags, and the check that two models fit before either loads."""
 
 from __future__ import annotations
 
