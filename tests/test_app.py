@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ import httpx
 import pytest
 import torch
 import yaml
-from conftest import ROOT
+from conftest import ROOT, free_port, wait_until_up
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
@@ -36,12 +35,6 @@ from aqa.prompt import check_question
 LIMITS = Limits(question_chars=200, option_chars=50, options=6, prompt_tokens=2000)
 SETTINGS = app.AppSettings(max_seconds=42, max_file_size="2mb", max_new_tokens=8, queue_size=16, limits=LIMITS)
 LONG_CLIP = app.ASSETS / "long_40s.ogg"  # 40 s: over the model's 30 s, under the 42 s cap
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager
@@ -313,35 +306,24 @@ def test_spaces_gpu_decorates_the_functions_that_touch_the_model(client, clips, 
     assert_answered(job.result(timeout=120), ("a", "b"))
 
 
-def test_compare_answers_with_both_models_in_one_call(tiny_model_dir, tiny_model_2_dir, clips, tmp_path):
+def test_compare_answers_with_both_models_in_one_call(compare_server, tiny_model_dir, tiny_model_2_dir, clips):
     """`python app.py --model TINY --compare TINY2`: one /answer call returns both models' results, and whether they
-    agree; /answer_stream streams the first model's text, then the second's."""
-    port = free_port()
-    command = [sys.executable, "app.py", "--model", str(tiny_model_dir), "--compare", str(tiny_model_2_dir)]
-    command += ["--device", "cpu", "--max-new-tokens", "6", "--port", str(port)]
-    log = tmp_path / "app.log"
-    with log.open("w") as output:
-        server = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=output)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_until_up(url, server, log)
-        client = Client(url, verbose=False)
-        options = ("Dog", "Speech", "Tone")
-        result = ask(client, clips["speech.mp3"], options=options)
-        assert_answered(result, options)
-        assert_answered(result["compare"], options)
-        assert (result["model"], result["compare"]["model"]) == (str(tiny_model_dir), str(tiny_model_2_dir))
-        assert result["agree"] == (result["answer"] == result["compare"]["answer"])
-        assert result["probabilities"] != result["compare"]["probabilities"], "two models, two sets of weights"
-        job = client.submit(handle_file(str(clips["speech.mp3"])), "Q?", list(options), api_name="/answer_stream")
-        final = job.result(timeout=120)
-        models = [update["model"] for update in job.outputs() if not update["done"]]
-        assert models[0] == str(tiny_model_dir) and models[-1] == str(tiny_model_2_dir)
-        assert models == sorted(models, key=[str(tiny_model_dir), str(tiny_model_2_dir)].index), "one after the other"
-        assert_answered(final["compare"], options)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    agree; /answer_stream streams the first model's text, then the second's. (The browser test downloads the same
+    server's history: both models are in each row.)"""
+    client = Client(compare_server, verbose=False)
+    options = ("Dog", "Speech", "Tone")
+    result = ask(client, clips["speech.mp3"], options=options)
+    assert_answered(result, options)
+    assert_answered(result["compare"], options)
+    assert (result["model"], result["compare"]["model"]) == (str(tiny_model_dir), str(tiny_model_2_dir))
+    assert result["agree"] == (result["answer"] == result["compare"]["answer"])
+    assert result["probabilities"] != result["compare"]["probabilities"], "two models, two sets of weights"
+    job = client.submit(handle_file(str(clips["speech.mp3"])), "Q?", list(options), api_name="/answer_stream")
+    final = job.result(timeout=120)
+    models = [update["model"] for update in job.outputs() if not update["done"]]
+    assert models[0] == str(tiny_model_dir) and models[-1] == str(tiny_model_2_dir)
+    assert models == sorted(models, key=[str(tiny_model_dir), str(tiny_model_2_dir)].index), "one after the other"
+    assert_answered(final["compare"], options)
 
 
 def full_size_checkpoint(folder: Path) -> str:
@@ -647,16 +629,3 @@ def test_main_serves_the_model_named_in_the_environment(tiny_model_dir, clips, t
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def wait_until_up(url: str, server: subprocess.Popen, log, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"app.py exited early:\n{log.read_text()}"
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"app.py did not serve {url} within {timeout} s:\n{log.read_text()}")

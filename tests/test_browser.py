@@ -92,12 +92,10 @@ def served(tiny_model, browser) -> Iterator[tuple[Browser, str]]:
 
 
 @pytest.fixture(scope="module")
-def compare_served(tiny_model, tiny_model_2, browser) -> Iterator[tuple[Browser, str]]:
-    """Two tiny models side by side, with the core's token budgets (256; 1024 in thinking mode: a few seconds of
-    text on the CPU, time enough to press Stop)."""
-    settings = replace(SETTINGS, limits=Limits(), max_new_tokens=None)
-    with running_app(tiny_model, settings, compare=tiny_model_2) as url:
-        yield browser, url
+def compare_served(compare_server, browser) -> Iterator[tuple[Browser, str]]:
+    """`python app.py --model TINY --compare TINY2`, with the core's token budgets (256; 1024 in thinking mode: a
+    few seconds of text on the CPU, time enough to press Stop)."""
+    yield browser, compare_server
 
 
 def open_page(served, viewport=DESKTOP, record_text: bool = False) -> Page:
