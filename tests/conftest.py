@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 
@@ -80,6 +84,59 @@ def tiny_model(tiny_model_dir):
     from aqa import load_model
 
     return load_model(str(tiny_model_dir), precision="fp32", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_2_dir(tmp_path_factory) -> Path:
+    """A second tiny checkpoint, with other random weights (seed 1): a model to compare the first with."""
+    from aqa.random_weights import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-model-2"), seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_2(tiny_model_2_dir):
+    from aqa import load_model
+
+    return load_model(str(tiny_model_2_dir), precision="fp32", device="cpu")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert server.poll() is None, f"app.py exited early:\n{log.read_text()}"
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"app.py did not serve {url} within {timeout} s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def compare_server(tiny_model_dir, tiny_model_2_dir, tmp_path_factory) -> Iterator[str]:
+    """`python app.py --model TINY --compare TINY2` on the CPU, otherwise as served by default (the core's token
+    budgets: 256, 1024 in thinking mode); its URL. Shared by the API and the browser tests."""
+    port = free_port()
+    command = [sys.executable, "app.py", "--model", str(tiny_model_dir), "--compare", str(tiny_model_2_dir)]
+    command += ["--device", "cpu", "--port", str(port)]
+    log = tmp_path_factory.mktemp("compare-app") / "app.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=output)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_until_up(url, server, log)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

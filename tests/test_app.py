@@ -1,11 +1,12 @@
-"""The Gradio app: its `/answer` API driven by gradio_client against the app launched on the tiny model."""
+"""The Gradio app: its `/answer` and `/answer_stream` API driven by gradio_client against the app launched on the tiny
+model (and `python app.py --compare` on two tiny checkpoints), the functions that touch the model, the history files,
+the flags, and the check that two models fit before either loads."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ import httpx
 import pytest
 import torch
 import yaml
-from conftest import ROOT
+from conftest import ROOT, free_port, wait_until_up
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
@@ -36,16 +37,12 @@ SETTINGS = app.AppSettings(max_seconds=42, max_file_size="2mb", max_new_tokens=8
 LONG_CLIP = app.ASSETS / "long_40s.ogg"  # 40 s: over the model's 30 s, under the 42 s cap
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
-def running_app(model: aqa.AQAModel, settings: app.AppSettings = SETTINGS) -> Iterator[str]:
+def running_app(
+    model: aqa.AQAModel, settings: app.AppSettings = SETTINGS, compare: aqa.AQAModel | None = None
+) -> Iterator[str]:
     """The app launched in this process, as `main()` launches it; yields its URL."""
-    demo = app.build_demo(model, settings)
+    demo = app.build_demo(model, settings, compare)
     _, url, _ = app.launch(demo, settings, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True)
     try:
         yield url
@@ -79,9 +76,10 @@ def assert_answered(result: dict, options) -> None:
 # --- the API ---------------------------------------------------------------------------------------------------
 
 
-def test_only_answer_is_public(client):
-    # The page's own click handler takes the options table and per-page state: it must not be the API.
-    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/answer"]
+def test_only_the_answer_endpoints_are_public(client):
+    # The page's own handlers take the options text and per-page state: they must not be the API.
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert list(endpoints) == ["/answer", "/answer_stream"]
 
 
 @pytest.mark.parametrize(
@@ -149,11 +147,18 @@ def test_missing_audio_is_rejected(client):
     assert str(caught.value) == "no audio: upload a file or record one with the microphone; the question is empty"
 
 
-def test_long_clip_is_answered_with_a_note(client):
-    result = ask(client, LONG_CLIP)
-    assert_answered(result, ("Dog", "Speech", "Tone"))
+def test_long_clip_is_answered_window_by_window(client):
+    """The app's default: a 40 s clip is two 30 s windows (0-30 s and 10-40 s, the last ending with the clip); the
+    answer has the highest mean probability over them."""
+    options = ("Dog", "Speech", "Tone")
+    result = ask(client, LONG_CLIP, options=options)
+    assert_answered(result, options)
     assert result["duration"] == pytest.approx(40.0, abs=0.01)
-    assert "the model heard only its first 30 s" in result["note"]
+    assert [(window["start"], window["end"]) for window in result["windows"]] == [(0.0, 30.0), (10.0, 40.0)]
+    mean = {option: sum(window["probabilities"][option] for window in result["windows"]) / 2 for option in options}
+    assert result["answer"] == max(mean, key=mean.get) and result["answer_source"] == "windows"
+    assert result["probabilities"] == pytest.approx(mean)
+    assert "answered in 2 windows of 30 s" in result["note"]
 
 
 def test_too_long_clip_is_rejected(client, tmp_path):
@@ -161,9 +166,7 @@ def test_too_long_clip_is_rejected(client, tmp_path):
     subprocess.run(["sox", "-n", "-r", "8000", str(clip), "synth", "50", "sine", "440"], check=True)
     with pytest.raises(AppError) as caught:
         ask(client, clip)
-    assert str(caught.value) == (
-        "tone_50s.ogg: the clip is 50 s long; this app takes clips up to 42 s (the model hears the first 30 s)"
-    )
+    assert str(caught.value) == "tone_50s.ogg: the clip is 50 s long; this app takes clips up to 42 s"
 
 
 def test_upload_size_cap(client, url, clips):
@@ -248,6 +251,138 @@ def test_failures_become_one_line_and_the_app_keeps_serving(client, clips, monke
     assert_answered(ask(client, clips["tone.ogg"]), ("Dog", "Speech", "Tone"))
 
 
+def test_answer_stream_sends_the_text_as_it_grows_then_the_result(client, clips):
+    """`/answer_stream`: the text so far after each piece (each longer than the last), then what /answer returns."""
+    options = ["Dog", "Speech", "Tone"]
+    job = client.submit(handle_file(str(clips["tone.ogg"])), "What is it?", options, api_name="/answer_stream")
+    final = job.result(timeout=120)
+    updates = [update for update in job.outputs() if not update["done"]]
+    assert final["done"] and final == job.outputs()[-1]
+    assert_answered(final, options)
+    texts = [update["text"] for update in updates]
+    assert len(texts) >= 2 and all(len(a) < len(b) for a, b in zip(texts, texts[1:])), "it grows, piece by piece"
+    assert texts[-1] == final["raw"] and {update["model"] for update in updates} == {final["model"]}
+    with pytest.raises(AppError, match="give at least 2 options"):  # bad input: one line, before any text
+        client.predict(handle_file(str(clips["tone.ogg"])), "What?", ["Dog"], api_name="/answer_stream")
+
+
+def test_a_closed_stream_frees_the_model_at_once(tiny_model, clips):
+    """Stop (or a cancelled stream) closes the stream: generation ends at the next token and the model is free, even
+    with a budget the random model would take minutes to spend."""
+    lock = threading.Lock()
+    answer_on_device, stream_on_device = app.device_functions(tiny_model, lock)
+    samples = aqa.load_audio(clips["tone.ogg"])
+    endless = aqa.DecodingOptions(think=True, max_new_tokens=100_000)
+    stop = threading.Event()
+    shown = app.streamed(stream_on_device(samples, "Q?", ["a", "b"], endless), stop, str.upper)
+    first = next(shown)
+    assert lock.locked(), "the stream holds the model while it writes"
+    assert first == first.upper() and len(first) > 0  # `show` is applied to the text so far
+    stop.set()
+    with pytest.raises(StopIteration) as ended:
+        next(shown)
+    assert ended.value.value is None, "stopped: no Result"
+    assert not lock.locked(), "the model is free"
+    assert_answered(answer_on_device(samples, "Q?", ["a", "b"], aqa.DecodingOptions(max_new_tokens=4)).to_dict(), "ab")
+
+
+def test_spaces_gpu_decorates_the_functions_that_touch_the_model(client, clips, tiny_model):
+    """With the `spaces` package installed, as on a Space, the two functions that touch the model are decorated with
+    `spaces.GPU` (which attaches a GPU per call on ZeroGPU and hands the function back elsewhere); the app built
+    with them answers, at once and streamed."""
+    import spaces
+    from spaces.config import Config
+
+    assert app.spaces is spaces and not Config.zero_gpu, "spaces is installed; this is not a ZeroGPU machine"
+    assert app.on_gpu.func is spaces.GPU(duration=1).func and app.on_gpu.keywords["duration"] == 120
+    answer_on_device, stream_on_device = app.device_functions(tiny_model, threading.Lock())
+    assert (answer_on_device.__name__, stream_on_device.__name__) == ("answer_on_device", "stream_on_device")
+    samples = aqa.load_audio(clips["tone.ogg"])
+    decoding = aqa.DecodingOptions(max_new_tokens=4)
+    *pieces, result = stream_on_device(samples, "Q?", ["a", "b"], decoding)
+    assert "".join(pieces) == result.raw == answer_on_device(samples, "Q?", ["a", "b"], decoding).raw
+    assert_answered(ask(client, clips["tone.ogg"], options=("a", "b")), ("a", "b"))
+    job = client.submit(handle_file(str(clips["tone.ogg"])), "Q?", ["a", "b"], api_name="/answer_stream")
+    assert_answered(job.result(timeout=120), ("a", "b"))
+
+
+def test_compare_answers_with_both_models_in_one_call(compare_server, tiny_model_dir, tiny_model_2_dir, clips):
+    """`python app.py --model TINY --compare TINY2`: one /answer call returns both models' results, and whether they
+    agree; /answer_stream streams the first model's text, then the second's. (The browser test downloads the same
+    server's history: both models are in each row.)"""
+    client = Client(compare_server, verbose=False)
+    options = ("Dog", "Speech", "Tone")
+    result = ask(client, clips["speech.mp3"], options=options)
+    assert_answered(result, options)
+    assert_answered(result["compare"], options)
+    assert (result["model"], result["compare"]["model"]) == (str(tiny_model_dir), str(tiny_model_2_dir))
+    assert result["agree"] == (result["answer"] == result["compare"]["answer"])
+    assert result["probabilities"] != result["compare"]["probabilities"], "two models, two sets of weights"
+    job = client.submit(handle_file(str(clips["speech.mp3"])), "Q?", list(options), api_name="/answer_stream")
+    final = job.result(timeout=120)
+    models = [update["model"] for update in job.outputs() if not update["done"]]
+    assert models[0] == str(tiny_model_dir) and models[-1] == str(tiny_model_2_dir)
+    assert models == sorted(models, key=[str(tiny_model_dir), str(tiny_model_2_dir)].index), "one after the other"
+    assert_answered(final["compare"], options)
+
+
+def full_size_checkpoint(folder: Path) -> str:
+    """A folder holding only the config of Qwen2-Audio-7B's shapes (8.4B parameters): enough for the memory check."""
+    from aqa.random_weights import build_config, build_tokenizer
+
+    build_config(build_tokenizer(), "full").save_pretrained(folder)
+    return str(folder)
+
+
+GiB = 2**30
+
+
+@pytest.mark.parametrize(
+    "precisions, devices, free_gib, message",
+    [
+        (  # two bf16 7B models on a 24 GB GPU: 4-bit would fit
+            ("bf16", "bf16"),
+            ("cuda:0", "cuda:0"),
+            24,
+            "the models do not fit in GPU memory together: about 31.3 GiB of weights (15.6 + 15.6), 24.0 GiB "
+            "available; try --precision 4bit --compare-precision 4bit (about 13.3 GiB)",
+        ),
+        (("bf16", "bf16"), ("cuda:0", "cuda:0"), 80, None),  # an 80 GB GPU holds both
+        (("4bit", "4bit"), ("cuda:0", "cuda:0"), 24, None),  # so does a 24 GB one in 4-bit
+        (("bf16", "bf16"), ("cuda:0", "cuda:1"), 24, None),  # one on each GPU
+        (("bf16", "4bit"), ("cuda:0", "cuda:0"), 20, "try --precision 4bit --compare-precision 4bit (about 13.3 GiB)"),
+        (  # even 4-bit is too much
+            ("4bit", "4bit"),
+            ("cuda:0", "cuda:0"),
+            12,
+            "about 13.3 GiB of weights (6.7 + 6.7), 12.0 GiB available; put them on two GPUs (--compare-device cuda:1)",
+        ),
+        (
+            ("fp32", "fp32"),
+            ("cpu", "cpu"),
+            48,
+            "the models do not fit in RAM together: about 62.5 GiB of weights (31.3 + 31.3)",
+        ),
+    ],
+)
+def test_both_models_must_fit_before_either_loads(tmp_path, precisions, devices, free_gib, message):
+    name = full_size_checkpoint(tmp_path)
+    specs = [aqa.ModelSpec(name, precision, device) for precision, device in zip(precisions, devices)]
+    if message is None:
+        app.check_models_fit(specs, free=lambda device: free_gib * GiB)
+        return
+    with pytest.raises(aqa.ModelError) as caught:
+        app.check_models_fit(specs, free=lambda device: free_gib * GiB)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_main_checks_the_second_model_before_loading_the_first(tiny_model_dir, tmp_path, capsys):
+    missing = tmp_path / "missing"
+    assert app.main(["--model", str(tiny_model_dir), "--compare", str(missing), "--device", "cpu"]) == 2
+    captured = capsys.readouterr().err.strip().splitlines()
+    assert captured == [f"error: {missing}: no such model directory"], "nothing was loaded first"
+
+
 # --- pure helpers -------------------------------------------------------------------------------------------------
 
 
@@ -280,7 +415,7 @@ def test_history_files_have_every_column(tiny_model, clips, tmp_path):
     history = app.History()
     decoding = aqa.DecodingOptions(think=True, max_new_tokens=4)
     result = aqa.answer(tiny_model, clips["tone.ogg"], "Q?", ["a", "b"], decoding)
-    record = app.history_record(tiny_model, decoding, "tone.ogg", str(clips["tone.ogg"]), "Q?", ["a", "b"], result)
+    record = app.history_record([tiny_model], decoding, "tone.ogg", str(clips["tone.ogg"]), "Q?", ["a", "b"], [result])
     record["#"] = 1
     history.records.insert(0, record)
     app.judge(record, "b", " too quiet ")
@@ -298,6 +433,58 @@ def test_history_files_have_every_column(tiny_model, clips, tmp_path):
     # A new version goes to a new place (a browser may keep the old one under its old link), the old one is removed.
     newer = app.write_history(history, tmp_path, "h")
     assert newer[0] != str(csv_path) and not csv_path.exists()
+
+
+def test_compare_history_keeps_both_models_and_judges_both(tiny_model, tiny_model_2, tmp_path):
+    """With --compare, a row holds both models' answers (the second's columns prefixed "compare "), each one's
+    windows, whether they agree, and a correct mark for each."""
+    history = app.History()
+    models, options = [tiny_model, tiny_model_2], ["a", "b"]
+    decoding = aqa.DecodingOptions(max_new_tokens=4, long_audio="windows")
+    results = [aqa.answer(model, LONG_CLIP, "Q?", options, decoding) for model in models]
+    record = app.history_record(models, decoding, LONG_CLIP.name, str(LONG_CLIP), "Q?", options, results)
+    record["#"] = 1
+    history.records.insert(0, record)
+    app.judge(record, "a", "")
+    columns = app.HISTORY_COLUMNS + app.COMPARE_COLUMNS
+    csv_path, jsonl_path = map(Path, app.write_history(history, tmp_path, "h", columns))
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        [row] = list(csv.DictReader(handle))
+    [line] = [json.loads(text) for text in jsonl_path.read_text(encoding="utf-8").splitlines()]
+    assert list(row) == list(line) == columns
+    assert (line["model"], line["compare model"]) == (tiny_model.name, tiny_model_2.name)
+    assert (line["answer"], line["compare answer"]) == (results[0].answer, results[1].answer)
+    assert line["agree"] == (results[0].answer == results[1].answer)
+    assert (line["correct"], line["compare correct"]) == (results[0].answer == "a", results[1].answer == "a")
+    for prefix in ("", app.COMPARE):
+        assert [(window["start"], window["end"]) for window in line[prefix + "windows"]] == [(0.0, 30.0), (10.0, 40.0)]
+    assert line["decoding"] == "greedy, up to 4 new tokens; clips over 30 s in 30 s windows"
+    [cells] = app.table_rows(history)
+    sign = "=" if line["agree"] else "≠"
+    assert cells[5] == f"{results[0].answer} {sign} {results[1].answer}"
+    assert cells[8] == " · ".join("✓" if answer == "a" else "✗" for answer in (results[0].answer, results[1].answer))
+
+
+def test_window_table_and_plot(tiny_model):
+    """A long clip's windows on the page: a row per window and one for the whole clip; a line per option through
+    each window's middle."""
+    options = ["a", "b", "c"]
+    decoding = aqa.DecodingOptions(max_new_tokens=2, long_audio="windows")
+    result = aqa.answer(tiny_model, LONG_CLIP, "Q?", options, decoding)
+    table = app.windows_table(result)
+    assert table["headers"] == ["window", "answer", *options]
+    assert [row[:2] for row in table["data"]] == [
+        ["0–30 s", result.windows[0].answer],
+        ["10–40 s", result.windows[1].answer],
+        ["whole clip (mean)", result.answer],
+    ]
+    assert table["data"][-1][2:] == [f"{result.probabilities[option]:.0%}" for option in options]
+    [axes] = app.window_plot(result).axes
+    lines = axes.get_lines()
+    assert [line.get_label() for line in lines] == options
+    for option, line in zip(options, lines):
+        assert list(line.get_xdata()) == [15.0, 25.0]
+        assert list(line.get_ydata()) == [window.probabilities[option] for window in result.windows]
 
 
 def test_old_files_are_removed(tmp_path):
@@ -349,6 +536,22 @@ def test_gradio_error(error, message):
             {"max_question_chars": 500, "max_option_chars": 80, "max_options": 4, "max_prompt_tokens": 3000},
         ),
         ([], {}, {"max_options": Limits().options, "keep_files": 86400}),  # the library's caps by default
+        ([], {}, {"compare": None, "long_audio": "windows"}),  # one model; long clips window by window
+        (
+            ["--compare", "b", "--compare-precision", "4bit", "--long-audio", "first"],
+            {},
+            {"compare": "b", "compare_precision": "4bit", "compare_device": None, "long_audio": "first"},
+        ),
+        (
+            [],
+            {
+                "AQA_COMPARE": "b",
+                "AQA_COMPARE_PRECISION": "8bit",
+                "AQA_COMPARE_DEVICE": "cuda:1",
+                "AQA_LONG_AUDIO": "first",
+            },
+            {"compare": "b", "compare_precision": "8bit", "compare_device": "cuda:1", "long_audio": "first"},
+        ),
     ],
 )
 def test_flags_and_environment(argv, environ, expected):
@@ -360,6 +563,21 @@ def test_settings_from_flags():
     args = app.build_parser({"AQA_KEEP_FILES": "60"}).parse_args(["--max-options", "4", "--max-option-chars", "80"])
     settings = app.settings_from(args)
     assert settings.limits == replace(Limits(), options=4, option_chars=80) and settings.keep_files == 60
+
+
+@pytest.mark.parametrize(
+    "argv, second",
+    [
+        ([], None),  # one model
+        (["--compare", "b"], ("b", "4bit", "cuda:1")),  # the second model takes the first's precision and device
+        (["--compare", "b", "--compare-precision", "bf16", "--compare-device", "cuda:0"], ("b", "bf16", "cuda:0")),
+    ],
+)
+def test_model_specs(argv, second):
+    args = app.build_parser({}).parse_args(["--model", "a", "--precision", "4bit", "--device", "cuda:1", *argv])
+    specs = app.model_specs(args)
+    assert (specs[0].name, specs[0].precision, specs[0].device) == ("a", "4bit", "cuda:1")
+    assert (None if len(specs) == 1 else (specs[1].name, specs[1].precision, specs[1].device)) == second
 
 
 def test_a_cap_below_one_is_refused(capsys):
@@ -411,16 +629,3 @@ def test_main_serves_the_model_named_in_the_environment(tiny_model_dir, clips, t
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def wait_until_up(url: str, server: subprocess.Popen, log, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"app.py exited early:\n{log.read_text()}"
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"app.py did not serve {url} within {timeout} s:\n{log.read_text()}")
