@@ -13,13 +13,13 @@ from dataclasses import replace
 import torch
 from transformers import TextIteratorStreamer
 
-from aqa.answering import answer_batch, answer_many, plan_windows
+from aqa.answering import answer_batch, plan_windows
 from aqa.audio import CHUNK_LENGTH, AudioInput, duration_of
 from aqa.errors import AQAError
 from aqa.inputs import prepare_batch
 from aqa.model import AQAModel
 from aqa.options import DecodingOptions, Question, Result
-from aqa.windows import merge_windows, window_line, window_of
+from aqa.windows import merge_windows
 
 
 def answer_stream(
@@ -34,16 +34,24 @@ def answer_stream(
 
     The pieces put together are the Result's `raw`. Setting `stop` (or closing the iterator) ends generation at the
     next token; the Result then holds the text so far, and the model is free for the next question at once. Raises
-    AQAError on bad input, before anything is yielded.
+    AQAError on bad input, before anything is yielded. With `long_audio="windows"` a long clip's windows come one
+    after the other, each line starting with its span (a stop also skips the windows not yet begun).
     """
     asked = Question(audio, question, tuple(options))
+    stop = stop or threading.Event()
     if decoding.long_audio == "windows" and duration_of(audio) > CHUNK_LENGTH:
-        yield from stream_windows(model, asked, decoding)
-        return
-    batch = prepare_batch(model, [asked], decoding.think)
+        yield from stream_windows(model, asked, decoding, stop)
+    else:
+        yield from stream_question(model, asked, decoding, stop)
+
+
+def stream_question(
+    model: AQAModel, question: Question, decoding: DecodingOptions, stop: threading.Event
+) -> Iterator[str | Result]:
+    """One question's text as generation writes it (in a worker thread), then its Result."""
+    batch = prepare_batch(model, [question], decoding.think)
     if isinstance(batch.items[0], AQAError):
         raise batch.items[0]
-    stop = stop or threading.Event()
     streamer = TokenStreamer(
         model.tokenizer, skip_prompt=True, skip_special_tokens=True, clean_up_tokenization_spaces=False
     )
@@ -77,21 +85,28 @@ def answer_stream(
     yield result
 
 
-def stream_windows(model: AQAModel, question: Question, decoding: DecodingOptions) -> Iterator[str | Result]:
-    """A long clip answered window by window: each window's line of text as the window is answered, then the
-    Result (its `raw` is those lines)."""
+def stream_windows(
+    model: AQAModel, question: Question, decoding: DecodingOptions, stop: threading.Event
+) -> Iterator[str | Result]:
+    """A long clip answered window by window, each window streamed as a line that starts with its span, then the
+    Result of the windows answered (all of them, unless stopped)."""
     asked, spans, seconds = plan_windows(question)
-    results = []
-    for _, result in answer_many(model, asked, replace(decoding, long_audio="first"), batch_size=1, keep_order=True):
-        if isinstance(result, AQAError):
-            raise result
-        results.append(result)
-        if spans:
-            yield window_line(window_of(result, spans[len(results) - 1]))
     if not spans:  # the header said over 30 s, the samples did not: an ordinary answer
-        yield from [results[0].raw, results[0]] if results[0].raw else [results[0]]
+        yield from stream_question(model, asked[0], decoding, stop)
         return
-    yield merge_windows(results, spans, seconds)
+    plain = replace(decoding, long_audio="first")
+    results = []
+    for window, (start, end) in zip(asked, spans):
+        if results and stop.is_set():
+            break  # the first window is always answered, so that there is a Result
+        yield f"[{start:.0f}-{end:.0f} s] "
+        for piece in stream_question(model, window, plain, stop):
+            if isinstance(piece, str):
+                yield piece
+            else:
+                results.append(piece)
+        yield "\n"
+    yield merge_windows(results, spans[: len(results)], seconds)
 
 
 class TokenStreamer(TextIteratorStreamer):

@@ -1,6 +1,7 @@
 """Answering on the tiny model: equal to the model card's recipe, batched equal to one-at-a-time, honest scores."""
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -302,8 +303,15 @@ def test_a_long_clip_answered_window_by_window(tiny_model, tmp_path):
     pair = [Question(path, "Which pitch?", tuple(options)), Question(loaded[:rate], "Which pitch?", tuple(options))]
     batched = dict(aqa.answer_many(tiny_model, pair, decoding))
     assert batched[0].raw == result.raw and not batched[1].windows
-    *lines, streamed = aqa.answer_stream(tiny_model, path, "Which pitch?", options, decoding)
-    assert len(lines) == 3 and "".join(lines) == streamed.raw == result.raw
+    *pieces, streamed = aqa.answer_stream(tiny_model, path, "Which pitch?", options, decoding)
+    assert "".join(pieces) == streamed.raw == result.raw and pieces[0] == "[0-30 s] "
+    stop = threading.Event()
+    items = []
+    for item in aqa.answer_stream(tiny_model, path, "Which pitch?", options, decoding, stop=stop):
+        items.append(item)
+        stop.set()  # at the first piece: the first window ends at once, the others are not begun
+    stopped = items[-1]
+    assert [(w.start, w.end) for w in stopped.windows] == [(0.0, 30.0)] and stopped.answer in options
 
 
 def test_thinking_mode_scores_options_after_the_shared_reasoning(tiny_model, clips):
