@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,12 +29,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 
 from app import ASSETS, EXAMPLES, cleanup_schedule
+from bench.serving import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,12 +142,6 @@ def run_callers(url: str, requests: list[Request], callers: int, timeout: float,
     return outcomes
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start_app(settings: LoadSettings, port: int, cache: Path, log: Path) -> subprocess.Popen:
     """`python app.py` as a Space runs it, on the CPU, with its cache in `cache`."""
     command = [sys.executable, "app.py", "--model", settings.model, "--device", "cpu", "--port", str(port)]
@@ -157,20 +150,6 @@ def start_app(settings: LoadSettings, port: int, cache: Path, log: Path) -> subp
     environ = os.environ | {"GRADIO_TEMP_DIR": str(cache), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     with log.open("w") as output:
         return subprocess.Popen(command, cwd=ROOT, env=environ, stdout=output, stderr=output)
-
-
-def wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"app.py exited early:\n{log.read_text()}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"app.py did not serve {url} within {timeout} s:\n{log.read_text()}")
 
 
 def rss_mib(pid: int) -> float:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import torch
+
+from bench.serving import free_port, wait_until_up  # the load test starts app.py the same way
 
 # Tests never touch the network: every model is the tiny checkpoint built locally.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -99,25 +98,6 @@ def tiny_model_2(tiny_model_2_dir):
     from aqa import load_model
 
     return load_model(str(tiny_model_2_dir), precision="fp32", device="cpu")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"app.py exited early:\n{log.read_text()}"
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"app.py did not serve {url} within {timeout} s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="session")
