@@ -67,14 +67,15 @@ def stream_question(
 
     worker = threading.Thread(target=work, name="aqa-answer-stream", daemon=True)
     worker.start()
-    sent = ""
+    sent, read_to_the_end = "", False
     try:
         for piece in streamer:
             if piece:
                 sent += piece
                 yield piece
+        read_to_the_end = True  # generation is over; the worker may still be scoring the options
     finally:
-        if worker.is_alive() and "result" not in outcome:
+        if not read_to_the_end:
             stop.set()  # the reader went away (closed iterator, cancelled request): end generation now
         worker.join()
     if "error" in outcome:

@@ -111,7 +111,9 @@ THINK = DecodingOptions(think=True, max_new_tokens=64)
 @pytest.mark.parametrize("model_name", ["tiny_model", "static_model"])
 def test_the_stream_adds_up_to_the_final_text(model_name, request, clips):
     model = request.getfixturevalue(model_name)
-    items = list(aqa.answer_stream(model, clips["tone.flac"], "What is it?", ["A tone", "Speech"], THINK))
+    stop = threading.Event()
+    items = list(aqa.answer_stream(model, clips["tone.flac"], "What is it?", ["A tone", "Speech"], THINK, stop))
+    assert not stop.is_set(), "a stream read to its end is not a stopped one (the options are scored after it)"
     *pieces, result = items
     assert isinstance(result, aqa.Result) and all(isinstance(piece, str) for piece in pieces)
     assert len(pieces) >= 2, "the text arrives in several pieces"
