@@ -93,15 +93,15 @@ def answer_in_windows(
     """answer_many for long_audio="windows": each clip over 30 s becomes its windows' questions (aqa.windows), all
     answered in batches together, and a clip's Result (or its first error) comes once its last window is answered."""
     plans = [plan_windows(question) for question in questions]
-    flat = [(index, window) for index, (asked, _, _) in enumerate(plans) for window in asked]
+    # (clip, window number, question) per window of every clip
+    flat = [(index, number, window) for index, (asked, _, _) in enumerate(plans) for number, window in enumerate(asked)]
     waiting: dict[int, dict[int, Result | AQAError]] = {}
-    first = {index: sum(len(plans[i][0]) for i in range(index)) for index in range(len(plans))}
     plain = replace(decoding, long_audio="first")
-    for position, result in answer_many(model, [q for _, q in flat], plain, batch_size, progress, keep_order):
-        index = flat[position][0]
+    for position, result in answer_many(model, [q for *_, q in flat], plain, batch_size, progress, keep_order):
+        index, number, _ = flat[position]
         asked, spans, seconds = plans[index]
         got = waiting.setdefault(index, {})
-        got[position - first[index]] = result
+        got[number] = result
         if len(got) < len(asked):
             continue
         results = [got[number] for number in range(len(asked))]
