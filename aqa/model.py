@@ -18,6 +18,7 @@ from transformers import (
 
 from aqa.defaults import DEFAULT_MODEL, PRECISIONS
 from aqa.errors import ModelError, first_line
+from aqa.hub import check_model_reference
 
 # bitsandbytes' skip list replaces its default one and matches full module names from their start ("audio_tower"
 # would not match "model.audio_tower"): the audio encoder, the projector and the output head stay in bf16; only the
@@ -148,6 +149,7 @@ def place_embeddings(
 
 def read_config(name_or_path: str, precision: str):
     """Read the config first: it is cheap and gives clear errors before gigabytes are touched."""
+    check_model_reference(name_or_path)  # a typo or an unreachable Hub: one line at once, no retries
     if precision not in PRECISIONS:
         raise ModelError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision in ("4bit", "8bit") and importlib.util.find_spec("bitsandbytes") is None:
