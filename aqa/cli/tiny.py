@@ -7,8 +7,8 @@ import argparse
 
 def add_command(commands) -> None:
     parser = commands.add_parser("tiny", help="write a tiny random Qwen2-Audio checkpoint for offline tests")
-    parser.add_argument("directory")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("directory", help="where to write it (created if needed); then pass it as --model DIRECTORY")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     parser.set_defaults(run=run)
 
 
