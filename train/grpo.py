@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # --- data: one prompt per question; the audio path rides inside the prompt's audio entry ---------------------
     dataset = get_dataset(data_args)
+    check_steps(len(dataset), training_args)
     eval_set = get_eval_set(data_args)
 
     # --- rewards, model, processor ---------------------------------------------------------------------------------
@@ -108,6 +109,22 @@ def log_layout(training_args: AudioGRPOConfig) -> None:
     )
 
 
+def check_steps(rows: int, training_args: AudioGRPOConfig) -> None:
+    """Stop, before the model loads, a run that would make no optimizer step (and still save a model, exit 0).
+
+    TRL's sampler hands out the prompts of one generation at a time, `generation_batch_size / num_generations` of
+    them across all processes, and drops a last group smaller than that: with fewer rows it yields nothing."""
+    prompts = training_args.generation_batch_size // training_args.num_generations
+    if rows < prompts:
+        raise UsageError(
+            f"{rows} training row(s) make no optimizer step: one step takes {prompts} prompts "
+            f"({training_args.world_size} process(es) x per_device_train_batch_size "
+            f"{training_args.per_device_train_batch_size} completions x steps_per_generation "
+            f"{training_args.steps_per_generation} / num_generations {training_args.num_generations}); give at least "
+            f"{prompts} rows, or use fewer processes or a smaller per_device_train_batch_size"
+        )
+
+
 def get_dataset(data_args: DataArguments) -> datasets.Dataset:
     """One GRPO row per usable example (see `train.common.get_examples` for what is skipped)."""
     return datasets.Dataset.from_list([to_row(example, data_args.think) for example in get_examples(data_args)])
@@ -120,6 +137,7 @@ def to_row(example: Example, think: bool) -> dict:
         "answer": example.answer,  # the correct option's text, read by accuracy_reward
         "options": list(example.options),
         "id": example.id,
+        "think": think,  # which format the format rewards hold the completion to (R1-AQA's think-mode pattern)
     }
 
 
