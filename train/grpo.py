@@ -17,7 +17,7 @@ Several nodes: the same command on every node, adding `--num_machines N --num_pr
 --main_process_ip HOST0 --main_process_port 29500` after `accelerate launch`.
 
 Add `--eval_file dev.json` to answer a dev set at every checkpoint (accuracy logged as eval_accuracy), and
-`--resume_from_checkpoint true` to continue a stopped run from its newest checkpoint (README: Training).
+`--resume_from_checkpoint true` to continue a stopped run from its newest checkpoint (docs/training.md).
 """
 
 from __future__ import annotations
