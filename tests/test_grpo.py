@@ -239,6 +239,8 @@ def test_two_processes_on_cpu(tiny_model_dir, avqa_file, eval_file, tmp_path):
     ("args", "message"),
     [
         (["--train_file", "no/such.jsonl"], "no/such.jsonl: no such training file"),
+        (["--model_name_or_path", "no-such-model-dir"], "no-such-model-dir: no such model directory"),
+        (["--model_name_or_path", "someone/not-cached"], "HF_HUB_OFFLINE is set: build the offline tiny model"),
         (["--reward_funcs", "accuracy"], "unknown reward 'accuracy'"),
         (["--resume_from_checkpoint", "no/such/checkpoint-9"], "no such checkpoint directory"),
         (["--num_generations", "3"], "bad training settings: generation_batch_size (4) must be divisible by"),

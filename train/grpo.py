@@ -31,6 +31,7 @@ from accelerate import PartialState
 from transformers import set_seed
 from trl import get_peft_config
 
+from aqa.model import read_config
 from aqa.prompt import build_messages
 from train.common import (
     UsageError,
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     set_seed(training_args.seed)
 
     # --- data: one prompt per question; the audio path rides inside the prompt's audio entry ---------------------
+    read_config(model_args.model_name_or_path, "fp32")  # a wrong path, another architecture, no Hub: one line now
     dataset = get_dataset(data_args)
     check_steps(len(dataset), training_args)
     eval_set = get_eval_set(data_args)
