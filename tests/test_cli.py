@@ -285,3 +285,15 @@ def test_ask_long_audio_windows_json(aqa_cli, tiny_model_dir, tmp_path):
     assert result["answer"] == max(mean, key=mean.get) and result["answer_source"] == "windows"
     default = ask(aqa_cli, tiny_model_dir, clip, "--max-new-tokens", "4", "--json")
     assert json.loads(default.stdout)["windows"] == [] and "first 30 s" in json.loads(default.stdout)["note"]
+
+
+def test_steps_that_load_no_model_do_not_import_the_model_libraries(tmp_path):
+    """`aqa mmau score` loads no model, so it imports neither torch nor transformers (each takes seconds)."""
+    (tmp_path / "preds.json").write_text("[]")
+    code = (
+        "import sys; from aqa.cli.main import main; "
+        f"main(['mmau', 'score', {str(tmp_path / 'preds.json')!r}]); "
+        "print(sorted(name for name in ('torch', 'transformers') if name in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stderr
