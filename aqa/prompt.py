@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from aqa.errors import InputError
+from aqa.errors import InputError, kind_of
 from aqa.limits import Limits, prompt_tokens_bound
 
 # The exact instructions R1-AQA was trained and evaluated with (its model card, and src/test.py and src/dataset in
@@ -133,19 +133,6 @@ def text_problem(text: str) -> str | None:
     if found := CONTROL_CHARACTER.search(text):
         return f"contains a control character (U+{ord(found.group()):04X})"
     return None
-
-
-def kind_of(value) -> str:
-    """What a value that should have been text is, as a JSON sender would name it."""
-    if isinstance(value, bool):
-        return "true or false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return f"a {type(value).__name__}"
 
 
 def control_token(text: str) -> str | None:

@@ -351,3 +351,9 @@ def test_without_ffmpeg_the_message_says_what_to_install(clips, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(AudioError, match=r"speech.m4a: not a readable audio file \(.*\); install FFmpeg"):
         load_audio(clips["speech.m4a"])
+
+
+@pytest.mark.parametrize("cap", [0, -1.0, float("nan")])
+def test_a_cap_that_is_not_positive_is_a_programming_error(cap):
+    with pytest.raises(ValueError, match="max_seconds must be positive"):
+        load_audio(np.zeros(160, np.float32), max_seconds=cap)
