@@ -40,7 +40,7 @@ def answer(
     decoding: DecodingOptions = DecodingOptions(),
 ) -> Result:
     """Answer one multiple-choice question about one clip; raises AQAError on bad input."""
-    [(_, result)] = list(answer_many(model, [Question(audio, question, tuple(options))], decoding, batch_size=1))
+    [(_, result)] = list(answer_many(model, [Question(audio, question, options)], decoding, batch_size=1))
     if isinstance(result, AQAError):
         raise result
     return result

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from aqa.audio import AudioInput
 from aqa.defaults import DEFAULT_MODEL
+from aqa.errors import InputError
 from aqa.limits import Limits
+from aqa.prompt import is_text, question_problems
 
 ANSWER_TOKENS = 256  # default generation budget in answer mode (R1-AQA's evaluation setting)
 THINK_TOKENS = 1024  # thinking mode writes its reasoning first
@@ -53,6 +55,10 @@ class Question:
     limits: Limits = Limits()  # caps on the question's size, checked with the rest of the question
 
     def __post_init__(self):
+        # A question that is not text (a number, an object, options as a dict) is refused now, in one line: answering
+        # measures and sorts questions before it checks them.
+        if not is_text(self.text, self.options):
+            raise InputError("; ".join(question_problems(self.text, self.options, True, self.limits)))
         object.__setattr__(self, "options", tuple(self.options))
         if not self.name:
             object.__setattr__(self, "name", str(self.audio) if isinstance(self.audio, (str, Path)) else "audio")

@@ -37,7 +37,7 @@ def answer_stream(
     AQAError on bad input, before anything is yielded. With `long_audio="windows"` a long clip's windows come one
     after the other, each line starting with its span (a stop also skips the windows not yet begun).
     """
-    asked = Question(audio, question, tuple(options))
+    asked = Question(audio, question, options)
     stop = stop or threading.Event()
     if decoding.long_audio == "windows" and duration_of(audio) > CHUNK_LENGTH:
         yield from stream_windows(model, asked, decoding, stop)

@@ -31,7 +31,7 @@ from aqa.eval.benchmarks import CUSTOM, Benchmark, custom_fields
 from aqa.eval.manifest import Session, companion_paths, read_manifest, run_outputs, write_json
 from aqa.eval.protocols import PROTOCOLS, Protocol, aqa_prediction
 from aqa.eval.questions import QuestionFile, find_audio, load_questions
-from aqa.jsonl import ResumableJsonl, read_jsonl
+from aqa.jsonl import ResumableJsonl, read_results
 from aqa.loading import load
 from aqa.model import HostEmbedding, default_device, default_precision
 from aqa.options import DecodingOptions, ModelSpec, Question, Result
@@ -321,12 +321,9 @@ def save(plan: Plan, session: Session) -> list[dict]:
 
 
 def latest_rows(path: Path) -> dict[str, dict]:
-    """Answer rows by id; an answer wins over an error row for the same id."""
-    rows: dict[str, dict] = {}
-    for row in read_jsonl(path) if path.exists() else []:
-        if "error" not in row or row["id"] not in rows:
-            rows[str(row["id"])] = row
-    return rows
+    """Answer rows by id (an answer wins over an error row for the same id); InputError if two answers disagree.
+    Lines that cannot be used are left out here and named once, when the run reopens the file (aqa.jsonl)."""
+    return read_results(path, "id")[0] if path.exists() else {}
 
 
 def merge(plan: Plan, rows: dict[str, dict]) -> list[dict]:
