@@ -114,6 +114,7 @@ def write_clips(folder: Path, count: int, seconds: float) -> list[Path]:
 def describe_model(model: AQAModel, load_seconds: float, spec: ModelSpec, options: BenchOptions) -> dict:
     return {
         "name": model.name,
+        "family": model.family.name,
         "precision": model.precision,
         "device": str(model.device),
         "random_weights": spec.random_weights,
@@ -415,7 +416,10 @@ def baseline_answer(model: AQAModel, path: Path, max_new_tokens: int) -> tuple[f
     message = build_messages(QUESTION, list(OPTIONS), audio_url=str(path))
     text = processor.apply_chat_template(message, add_generation_prompt=True, tokenize=False)
     audio = [card_load_audio(str(path), sampling_rate=SAMPLE_RATE, backend="soundfile")]
-    inputs = processor(text=text, audio=audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True)
+    # The card's padding=True, asked of the text only: Qwen2-Audio's processor pads audio to 30 s whatever is asked,
+    # while Audio Flamingo 3's would pass it on to its feature extractor.
+    padding = {"text_kwargs": {"padding": True}}
+    inputs = processor(text=text, audio=audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", **padding)
     inputs = inputs.to(model.device)
     ids = model.hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     new = ids[:, inputs.input_ids.size(1) :]

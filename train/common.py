@@ -32,6 +32,7 @@ from transformers.utils import ADAPTER_SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAM
 from trl.models import unwrap_model_for_generation
 
 from aqa.errors import AQAError, first_line
+from aqa.families import QWEN2_AUDIO
 from aqa.model import AQAModel, load_kwargs
 from train.config import AUDIO_ENCODER, AudioModelConfig, DataArguments
 from train.data import Example, load_examples
@@ -81,7 +82,7 @@ def get_model(model_args: AudioModelConfig) -> Qwen2AudioForConditionalGeneratio
     """The policy, in the recipe's dtype; 4/8-bit quantize only the language model (as `aqa.load_model` does)."""
     kwargs = {"revision": model_args.model_revision, "attn_implementation": model_args.attn_implementation}
     if model_args.load_in_4bit or model_args.load_in_8bit:
-        kwargs.update(load_kwargs("4bit" if model_args.load_in_4bit else "8bit"))
+        kwargs.update(load_kwargs(QWEN2_AUDIO, "4bit" if model_args.load_in_4bit else "8bit"))
         kwargs["device_map"] = {"": PartialState().device}  # quantized weights are placed at load, one copy per GPU
     else:
         dtype = model_args.dtype
