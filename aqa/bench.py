@@ -420,9 +420,11 @@ def baseline_answer(model: AQAModel, path: Path, max_new_tokens: int) -> tuple[f
     # while Audio Flamingo 3's would pass it on to its feature extractor.
     padding = {"text_kwargs": {"padding": True}}
     inputs = processor(text=text, audio=audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", **padding)
-    inputs = inputs.to(model.device)
+    # The card moves the inputs to the device; the features also go to the model's dtype, as Qwen2-Audio casts them
+    # itself and Audio Flamingo 3's encoder does not.
+    inputs = to_device(model, dict(inputs))
     ids = model.hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    new = ids[:, inputs.input_ids.size(1) :]
+    new = ids[:, inputs["input_ids"].size(1) :]
     response = processor.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
     extract_answer(response[0])
     return clock.lap(), new.shape[1]

@@ -361,7 +361,7 @@ GiB = 2**30
             ("fp32", "fp32"),
             ("cpu", "cpu"),
             48,
-            "the models do not fit in RAM together: about 62.5 GiB of weights (31.3 + 31.3)",
+            "the models do not fit in RAM together: about 62.6 GiB of weights (31.3 + 31.3)",
         ),
     ],
 )

@@ -32,7 +32,7 @@ from transformers.utils import ADAPTER_SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAM
 from trl.models import unwrap_model_for_generation
 
 from aqa.errors import AQAError, first_line
-from aqa.families import QWEN2_AUDIO
+from aqa.families import QWEN2_AUDIO, family_of
 from aqa.model import AQAModel, load_kwargs
 from train.config import AUDIO_ENCODER, AudioModelConfig, DataArguments
 from train.data import Example, load_examples
@@ -345,7 +345,8 @@ class AudioTrainerHooks:
                 policy = unwrapped.get_base_model() if isinstance(unwrapped, PeftModel) else unwrapped
                 with generation_config_of(policy, self._loaded_generation_config):
                     name, precision = self.args.output_dir, precision_of(policy)
-                    answerer = AQAModel(policy, self.processing_class, name, precision, accelerator.device)
+                    family = family_of(policy.config.model_type)
+                    answerer = AQAModel(policy, self.processing_class, family, name, precision, accelerator.device)
                     rank, world = accelerator.process_index, accelerator.num_processes
                     shard = answer_shard(answerer, eval_set, rank, world, self.args.per_device_eval_batch_size)
             predictions = in_file_order(gather_object(shard))
