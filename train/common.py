@@ -33,6 +33,7 @@ from transformers.utils import ADAPTER_SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAM
 from trl.models import unwrap_model_for_generation
 
 from aqa.errors import AQAError, first_line
+from aqa.families import QWEN2_AUDIO, family_of
 from aqa.model import AQAModel, load_kwargs
 from train.config import AUDIO_ENCODER, AudioModelConfig, DataArguments
 from train.data import Example, load_examples
@@ -82,7 +83,7 @@ def get_model(model_args: AudioModelConfig) -> Qwen2AudioForConditionalGeneratio
     """The policy, in the recipe's dtype; 4/8-bit quantize only the language model (as `aqa.load_model` does)."""
     kwargs = {"revision": model_args.model_revision, "attn_implementation": model_args.attn_implementation}
     if model_args.load_in_4bit or model_args.load_in_8bit:
-        kwargs.update(load_kwargs("4bit" if model_args.load_in_4bit else "8bit"))
+        kwargs.update(load_kwargs(QWEN2_AUDIO, "4bit" if model_args.load_in_4bit else "8bit"))
         kwargs["device_map"] = {"": PartialState().device}  # quantized weights are placed at load, one copy per GPU
     else:
         dtype = model_args.dtype
@@ -452,7 +453,8 @@ class AudioTrainerHooks:
                 policy = unwrapped.get_base_model() if isinstance(unwrapped, PeftModel) else unwrapped
                 with generation_config_of(policy, self._loaded_generation_config):
                     name, precision = self.args.output_dir, precision_of(policy)
-                    answerer = AQAModel(policy, self.processing_class, name, precision, accelerator.device)
+                    family = family_of(policy.config.model_type)
+                    answerer = AQAModel(policy, self.processing_class, family, name, precision, accelerator.device)
                     rank, world = accelerator.process_index, accelerator.num_processes
                     shard = answer_shard(answerer, eval_set, rank, world, self.args.per_device_eval_batch_size)
             predictions = in_file_order(gather_object(shard))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aqa.cli import ask, batch, bench, evaluate, mmau, tiny
+from aqa.cli import ask, batch, bench, evaluate, mmau, models, tiny
 from aqa.cli.args import quiet_libraries
 from aqa.errors import AQAError, first_line
 
@@ -41,6 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aqa", description="Audio question answering with R1-AQA.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and library warnings")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    for command in (ask, batch, tiny, mmau, evaluate, bench):
+    for command in (ask, batch, tiny, models, mmau, evaluate, bench):
         command.add_command(commands)
     return parser

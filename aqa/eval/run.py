@@ -32,13 +32,13 @@ from aqa.eval.manifest import Session, companion_paths, read_manifest, run_outpu
 from aqa.eval.protocols import PROTOCOLS, Protocol, aqa_prediction
 from aqa.eval.questions import QuestionFile, find_audio, load_questions
 from aqa.jsonl import ResumableJsonl, read_results
-from aqa.loading import load
+from aqa.loading import load, spec_family
 from aqa.model import HostEmbedding, default_device, default_precision
 from aqa.options import DecodingOptions, ModelSpec, Question, Result
 
 SHOWN = 10  # ids listed on the terminal before "and N more"
 # Settings that manifests of earlier releases did not record, with the value those runs had.
-UNRECORDED_SETTINGS = {"protocol": "greedy", "seed": None, "shuffle_choices": 0}
+UNRECORDED_SETTINGS = {"protocol": "greedy", "seed": None, "shuffle_choices": 0, "family": "qwen2-audio"}
 
 
 @dataclass(frozen=True)
@@ -210,6 +210,7 @@ def run_settings(config: RunConfig, questions: QuestionFile) -> dict:
     decoding = dataclasses.asdict(config.answering) | {"max_new_tokens": config.answering.token_budget}
     return {
         "model": config.model.name,
+        "family": spec_family(config.model).name,
         "precision": config.model.precision or default_precision(device),
         "protocol": config.protocol,
         "decoding": decoding,
