@@ -65,7 +65,7 @@ def answer_many(
         yield from answer_in_windows(model, questions, decoding, batch_size, progress, keep_order)
         return
     order = list(range(len(questions)))
-    if not keep_order:
+    if not keep_order and len(questions) > 1:
         order.sort(key=lambda i: length_key(model, questions[i]))
     batches = [[questions[i] for i in order[i : i + batch_size]] for i in range(0, len(order), batch_size)]
     bar = tqdm(total=len(questions), unit="question", disable=not progress)
