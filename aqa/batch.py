@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aqa.answering import answer_many
-from aqa.errors import AQAError, InputError
-from aqa.jsonl import ResumableJsonl, read_jsonl
+from aqa.errors import AQAError, InputError, kind_of
+from aqa.jsonl import ResumableJsonl, parse_lines
 from aqa.model import AQAModel
 from aqa.options import DecodingOptions, Question
 
@@ -28,18 +28,26 @@ class BatchOutcome:
 
 
 def read_questions(path: Path) -> list[tuple[str, Question]]:
-    """(key, question) per input row; the key is the row's id, else its line number."""
+    """(key, question) per input row; the key is the row's id, else its number among the rows. InputError naming
+    `file:line` for a line that is not a question (not JSON, a field missing or of the wrong type)."""
     if not path.is_file():
         raise InputError(f"{path}: no such input file")
     questions = []
-    for number, row in enumerate(read_jsonl(path), start=1):
+    for index, (line, row) in enumerate(parse_lines(path), start=1):
+        if isinstance(row, str):
+            raise InputError(f"{path}:{line}: {row}")
         missing = [field for field in ("audio", "question", "options") if field not in row]
         if missing:
-            raise InputError(f"{path}: row {number} has no {', '.join(missing)}")
-        audio = Path(row["audio"]) if Path(row["audio"]).is_absolute() else path.parent / row["audio"]
-        questions.append(
-            (str(row.get("id", number)), Question(audio, row["question"], tuple(row["options"]), name=row["audio"]))
-        )
+            raise InputError(f"{path}:{line}: no {', '.join(missing)}")
+        if not isinstance(row["audio"], str):
+            raise InputError(f"{path}:{line}: audio must be a file path, not {kind_of(row['audio'])}")
+        if not row["audio"].strip():
+            raise InputError(f"{path}:{line}: audio is empty")
+        try:  # the text is checked per row later (a bad one is that row's error); a wrong type cannot even be asked
+            question = Question(path.parent / row["audio"], row["question"], row["options"], name=row["audio"])
+        except InputError as error:
+            raise InputError(f"{path}:{line}: {error}") from None
+        questions.append((str(row.get("id", index)), question))
     return questions
 
 

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aqa.audio import AudioInput
-from aqa.defaults import DEFAULT_MODEL
+from aqa.defaults import DEFAULT_MODEL, FAMILY_NAMES
+from aqa.errors import InputError
 from aqa.limits import Limits
+from aqa.prompt import is_text, question_problems
 
 ANSWER_TOKENS = 256  # default generation budget in answer mode (R1-AQA's evaluation setting)
 THINK_TOKENS = 1024  # thinking mode writes its reasoning first
@@ -24,6 +26,7 @@ class ModelSpec:
     device: str | None = None  # "cuda", "cuda:1", "cpu"; None: the GPU if there is one
     embeddings_on_cpu: bool | None = None  # input embedding table in CPU memory; None: only in 4/8-bit on a GPU
     random_weights: str | None = None  # "tiny" or "full": ignore `name`, build that architecture (benchmarks)
+    family: str = FAMILY_NAMES[0]  # the family whose architecture `random_weights` builds (a checkpoint has its own)
     compile: bool | None = None  # decode under torch.compile with a static cache; None: where faster (GPU, bf16/fp16)
 
 
@@ -56,6 +59,10 @@ class Question:
     key: str = ""
 
     def __post_init__(self):
+        # A question that is not text (a number, an object, options as a dict) is refused now, in one line: answering
+        # measures and sorts questions before it checks them.
+        if not is_text(self.text, self.options):
+            raise InputError("; ".join(question_problems(self.text, self.options, True, self.limits)))
         object.__setattr__(self, "options", tuple(self.options))
         if not self.name:
             object.__setattr__(self, "name", str(self.audio) if isinstance(self.audio, (str, Path)) else "audio")

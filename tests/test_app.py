@@ -328,9 +328,9 @@ def test_compare_answers_with_both_models_in_one_call(compare_server, tiny_model
 
 def full_size_checkpoint(folder: Path) -> str:
     """A folder holding only the config of Qwen2-Audio-7B's shapes (8.4B parameters): enough for the memory check."""
-    from aqa.random_weights import build_config, build_tokenizer
+    from aqa.families import QWEN2_AUDIO
 
-    build_config(build_tokenizer(), "full").save_pretrained(folder)
+    QWEN2_AUDIO.build_config(QWEN2_AUDIO.build_tokenizer(), "full").save_pretrained(folder)
     return str(folder)
 
 
@@ -345,23 +345,23 @@ GiB = 2**30
             ("cuda:0", "cuda:0"),
             24,
             "the models do not fit in GPU memory together: about 31.3 GiB of weights (15.6 + 15.6), 24.0 GiB "
-            "available; try --precision 4bit --compare-precision 4bit (about 13.3 GiB)",
+            "available; try --precision 4bit --compare-precision 4bit (about 13.4 GiB)",
         ),
         (("bf16", "bf16"), ("cuda:0", "cuda:0"), 80, None),  # an 80 GB GPU holds both
         (("4bit", "4bit"), ("cuda:0", "cuda:0"), 24, None),  # so does a 24 GB one in 4-bit
         (("bf16", "bf16"), ("cuda:0", "cuda:1"), 24, None),  # one on each GPU
-        (("bf16", "4bit"), ("cuda:0", "cuda:0"), 20, "try --precision 4bit --compare-precision 4bit (about 13.3 GiB)"),
+        (("bf16", "4bit"), ("cuda:0", "cuda:0"), 20, "try --precision 4bit --compare-precision 4bit (about 13.4 GiB)"),
         (  # even 4-bit is too much
             ("4bit", "4bit"),
             ("cuda:0", "cuda:0"),
             12,
-            "about 13.3 GiB of weights (6.7 + 6.7), 12.0 GiB available; put them on two GPUs (--compare-device cuda:1)",
+            "about 13.4 GiB of weights (6.7 + 6.7), 12.0 GiB available; put them on two GPUs (--compare-device cuda:1)",
         ),
         (
             ("fp32", "fp32"),
             ("cpu", "cpu"),
             48,
-            "the models do not fit in RAM together: about 62.5 GiB of weights (31.3 + 31.3)",
+            "the models do not fit in RAM together: about 62.6 GiB of weights (31.3 + 31.3)",
         ),
     ],
 )

@@ -71,7 +71,7 @@ BAD_INPUT = [
     ("truncated.wav", [], "truncated WAV", "a cut-off WAV"),
     ("missing.wav", [], "file not found", "a missing file"),
     ("tone.flac", ["--model", "/no/such/model"], "no such model directory", "an unknown model path"),
-    ("tone.flac", ["--model", "{clips}"], "not a Qwen2-Audio checkpoint", "a folder that is not a checkpoint"),
+    ("tone.flac", ["--model", "{clips}"], "not a model checkpoint", "a folder that is not a checkpoint"),
 ]
 
 

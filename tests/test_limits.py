@@ -168,6 +168,17 @@ OVERSIZED_ASK = [
     (["--question", "Q?", "--options", *[f"o{i}" for i in range(200)]], "give at most 10 options", "200 options"),
     (["--question", "Is <|AUDIO|> here?", "--options", *OPTIONS], "contains '<|AUDIO|>'", "audio token in question"),
     (["--question", "Q?", "--options", "Man", "<|im_end|>"], "contains '<|im_end|>'", "end-of-turn token option"),
+    (
+        ["--question", "Is it\x1b[2J?", "--options", *OPTIONS],
+        "the question contains a control character (U+001B)",
+        "a terminal escape in the question",
+    ),  # fmt: skip
+    # Bytes that are not UTF-8 on a command line reach Python as lone surrogates (here: the byte 0xff).
+    (
+        ["--question", "Q?", "--options", "Man", "\udcff"],
+        "option 2 contains a lone surrogate (U+DCFF), which is not text",
+        "an option that is not UTF-8",
+    ),  # fmt: skip
 ]
 
 

@@ -177,7 +177,7 @@ def test_runs_report_each_run_the_mean_std_and_interval(tiny_model_dir, tmp_path
     chart = tmp_path / "report.png"
     assert main(["mmau", "report", str(output), "--label", "tiny", "--chart", str(chart)]) == 0
     table = capsys.readouterr().out
-    assert "| tiny | fp32, sampled, 3 runs (seeds 5, 6, 7) |" in table and " ± " in table
+    assert "| tiny | qwen2-audio, fp32, sampled, 3 runs (seeds 5, 6, 7) |" in table and " ± " in table
     assert chart.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -33,9 +33,10 @@ from pathlib import Path
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from aqa.audio import CHANNELS, SAMPLE_RATE, check_complete
+from aqa.audio import CHANNELS, SAMPLE_RATE
 from aqa.errors import AQAError, InputError
 from aqa.jsonl import write_jsonl
+from aqa.probe import check_complete
 
 DATASET_NAME = "AVQA"
 # Audio first: when a folder holds both `x.wav` and `x.mp4`, decoding the audio file is cheaper and loses nothing.

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from aqa import __version__
-from aqa.cli import ask, batch, bench, evaluate, mmau, tiny
+from aqa.cli import ask, batch, bench, evaluate, mmau, models, tiny
 from aqa.cli.args import quiet_libraries
 from aqa.errors import AQAError, first_line
 
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("--version", action="version", version=f"aqa {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    for command in (ask, batch, tiny, mmau, evaluate, bench):
+    for command in (ask, batch, tiny, models, mmau, evaluate, bench):
         command.add_command(commands)
     for command in subparsers(parser):
         # SUPPRESS: a command that was not given --debug leaves the value given before it (or False) alone.

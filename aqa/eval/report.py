@@ -33,11 +33,13 @@ class Row:
 
 
 def describe_method(manifest: dict | None) -> str:
-    """Precision, protocol and decoding as a run's manifest records them, e.g. "bf16, r1-aqa protocol, seed 0"."""
+    """Family, precision, protocol and decoding as a run's manifest records them, e.g. "qwen2-audio, bf16, r1-aqa
+    protocol"."""
     settings = (manifest or {}).get("settings", {})
     decoding = settings.get("decoding", {})
     protocol = settings.get("protocol", "greedy")
     parts = [
+        settings.get("family"),
         settings.get("precision"),
         f"{protocol} protocol" if protocol != "greedy" else None,
         ("sampled" if decoding.get("sample") else "greedy") if decoding and protocol == "greedy" else None,

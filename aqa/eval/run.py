@@ -31,14 +31,14 @@ from aqa.eval.benchmarks import CUSTOM, Benchmark, custom_fields
 from aqa.eval.manifest import Session, companion_paths, read_manifest, run_outputs, write_json
 from aqa.eval.protocols import PROTOCOLS, Protocol, aqa_prediction
 from aqa.eval.questions import QuestionFile, find_audio, load_questions
-from aqa.jsonl import ResumableJsonl, read_jsonl
-from aqa.loading import load
+from aqa.jsonl import ResumableJsonl, read_results
+from aqa.loading import load, spec_family
 from aqa.model import HostEmbedding, default_device, default_precision
 from aqa.options import DecodingOptions, ModelSpec, Question, Result
 
 SHOWN = 10  # ids listed on the terminal before "and N more"
 # Settings that manifests of earlier releases did not record, with the value those runs had.
-UNRECORDED_SETTINGS = {"protocol": "greedy", "seed": None, "shuffle_choices": 0}
+UNRECORDED_SETTINGS = {"protocol": "greedy", "seed": None, "shuffle_choices": 0, "family": "qwen2-audio"}
 
 
 @dataclass(frozen=True)
@@ -210,6 +210,7 @@ def run_settings(config: RunConfig, questions: QuestionFile) -> dict:
     decoding = dataclasses.asdict(config.answering) | {"max_new_tokens": config.answering.token_budget}
     return {
         "model": config.model.name,
+        "family": spec_family(config.model).name,
         "precision": config.model.precision or default_precision(device),
         "protocol": config.protocol,
         "decoding": decoding,
@@ -334,12 +335,9 @@ def save(plan: Plan, session: Session) -> list[dict]:
 
 
 def latest_rows(path: Path) -> dict[str, dict]:
-    """Answer rows by id; an answer wins over an error row for the same id."""
-    rows: dict[str, dict] = {}
-    for row in read_jsonl(path) if path.exists() else []:
-        if "error" not in row or row["id"] not in rows:
-            rows[str(row["id"])] = row
-    return rows
+    """Answer rows by id (an answer wins over an error row for the same id); InputError if two answers disagree.
+    Lines that cannot be used are left out here and named once, when the run reopens the file (aqa.jsonl)."""
+    return read_results(path, "id")[0] if path.exists() else {}
 
 
 def merge(plan: Plan, rows: dict[str, dict]) -> list[dict]:
