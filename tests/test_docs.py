@@ -64,9 +64,10 @@ SUBSTITUTIONS = [
     (r"\bmispeech/r1-aqa\b", "{tiny}", "R1-AQA itself is a 17 GB download: the tiny checkpoint stands in"),
     (r"\bQwen/Qwen2-Audio-7B-Instruct\b", "{tiny}", "so is its base model"),
     (
-        r"(?:python -m )?\baqa tiny (\S+)",
+        r"(?:python -m )?\baqa tiny (\S+)(?=[ \t]*(?:$|&&|;|\||#))",
         r"cp -rT {tiny} \1",
-        "the session's tiny checkpoint is what `aqa tiny` writes (tests/test_cli.py runs the command itself)",
+        "the session's tiny checkpoint is what `aqa tiny DIR` writes (tests/test_cli.py runs the command itself); "
+        "other families (--family) are built as written",
     ),
     (
         r"(python -m aqa|\baqa) bench\b",
@@ -115,7 +116,7 @@ BLOCKS = [block for page in PAGES for block in read_blocks(page)]
 
 def substitute(code: str, tiny: Path, scratch: Path) -> str:
     for pattern, replacement, _ in SUBSTITUTIONS:
-        code = re.sub(pattern, replacement.format(tiny=tiny, scratch=scratch), code)
+        code = re.sub(pattern, replacement.format(tiny=tiny, scratch=scratch), code, flags=re.MULTILINE)
     return code
 
 
