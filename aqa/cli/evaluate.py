@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from aqa.cli.args import add_decoding_args, add_model_args, decoding_options, model_spec
 from aqa.errors import InputError
 from aqa.eval.benchmarks import BENCHMARKS, CUSTOM, Benchmark, custom_benchmark
-from aqa.eval.manifest import companion_paths, manifest_version, read_manifest, run_files, run_outputs, write_json
+from aqa.eval.manifest import companion_paths, manifest_version, read_manifest, run_files, run_outputs
 from aqa.eval.protocols import PROTOCOLS
 from aqa.eval.questions import load_questions, read_predictions, with_reference
-from aqa.eval.report import RunSummary, bar_chart, report_markdown, summarize, summarize_runs, sweep_markdown
+from aqa.eval.report import RunSummary, bar_chart, report_markdown, summarize, summarize_runs
 from aqa.eval.score import format_score, order_scores, orders_to_dict, repeated_to_dict, score_records, score_to_dict
+from aqa.options import AUDIO_MODES
 
 CUSTOM_FIELDS = ("audio_field", "question_field", "choices_field", "answer_field", "id_field", "group_by")
 
@@ -122,6 +125,14 @@ def add_run_args(parser: argparse.ArgumentParser, fixed: str | None) -> None:
         help="also ask each item with K seeded permutations of its options; score reports each order's accuracy "
         "and how often the chosen option stays the same",
     )
+    parser.add_argument(
+        "--audio",
+        dest="audio_mode",
+        choices=AUDIO_MODES,
+        default="clip",
+        help="what the model hears: the clip (default), or a no-audio baseline: none (the prompt alone), silence or "
+        "white noise (seeded) of the clip's length; recorded, and named in every score, report and chart",
+    )
     add_decoding_args(parser)
 
 
@@ -142,11 +153,21 @@ def add_run(steps, fixed: str | None) -> argparse.ArgumentParser:
 
 
 def run_config(args: argparse.Namespace, output: Path, name: str | None = None):
-    from aqa.eval.run import RunConfig  # torch: seconds to import, only for the steps that answer
+    """The run the flags describe; under torchrun (or accelerate launch), this process's part of it, on its own
+    device."""
+    import torch
 
+    from aqa.eval.run import RunConfig  # torch: seconds to import, only for the steps that answer
+    from aqa.eval.shard import shard_from_environment
+
+    shard = shard_from_environment()
+    spec = model_spec(args, name)
+    device = shard.device(spec.device, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    if shard.distributed:
+        stop_on_sigterm()
     return RunConfig(
         benchmark=benchmark_of(args),
-        model=model_spec(args, name),
+        model=replace(spec, device=device),
         data=args.data,
         audio_dir=args.audio_dir,
         output=output,
@@ -157,15 +178,31 @@ def run_config(args: argparse.Namespace, output: Path, name: str | None = None):
         protocol=args.protocol,
         seed=args.seed,
         shuffle_choices=args.shuffle_choices,
+        shard=shard,
     )
+
+
+def stop_on_sigterm() -> None:
+    """torchrun stops the other processes with SIGTERM when one fails: stop as on Ctrl-C, so that each writes what
+    it has answered into the predictions file before it exits (its answers are on disk already)."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def command_run(args: argparse.Namespace) -> int:
     from aqa.eval.run import run_repeated
 
-    outcomes = run_repeated(run_config(args, args.output), args.runs)
+    config = run_config(args, args.output)
+    outcomes = run_repeated(config, args.runs)
     benchmark = benchmark_of(args)
     for outcome, output in zip(outcomes, run_outputs(args.output, args.runs)):
+        if not outcome.final:  # another process of the launch merges last and prints the score
+            left = f"{outcome.pending} question(s) still with other processes"
+            print(f"{config.shard.tag()}answered {outcome.session.answered} question(s); {output}: {left}")
+            continue
         summary = summarize(
             args.model, outcome.predictions, outcome.questions.version, read_manifest(output), benchmark
         )
@@ -173,7 +210,7 @@ def command_run(args: argparse.Namespace) -> int:
         scored = f"score it: {score_command(args, output)}"
         scored = f"{benchmark.scorer} reads it as is" if benchmark.scorer else scored
         print(f"wrote {output} ({scored}) and {companion_paths(output)[1]}")
-    if args.runs > 1:
+    if args.runs > 1 and outcomes[-1].final:
         print(f"all {args.runs} runs together: {score_command(args, args.output)}")
     return 0
 
@@ -309,16 +346,15 @@ def add_sweep(steps, fixed: str | None) -> argparse.ArgumentParser:
 
 
 def command_sweep(args: argparse.Namespace) -> int:
-    from aqa.eval.sweep import run_sweep, sweep_json  # torch: seconds to import
+    from aqa.eval.sweep import run_sweep  # torch: seconds to import
 
-    benchmark = benchmark_of(args)
     config = run_config(args, args.output_dir / "preds.json", name=args.checkpoints[0])
-    outcome = run_sweep(config, args.checkpoints, args.output_dir, args.holdout, args.split_seed)
-    table = sweep_markdown(outcome.checkpoints, outcome.version, args.holdout, args.split_seed, benchmark)
-    emit(table, args.output_dir / "sweep.md")
-    write_json(args.output_dir / "sweep.json", sweep_json(outcome, args.holdout, args.split_seed, config))
-    print(table)
+    outcome = run_sweep(config, args.checkpoints, args.output_dir, args.holdout, args.split_seed, args.chart)
+    if outcome is None:  # under torchrun: another process writes the table
+        print(f"{config.shard.tag()}evaluated its checkpoints; the process that completes the sweep writes the table")
+        return 0
+    print(f"wrote {args.output_dir / 'sweep.md'} and sweep.json", file=sys.stderr)
     if args.chart:
-        runs = [RunSummary(c.name, "checkpoint", outcome.version, c.all, None) for c in outcome.checkpoints]
-        bar_chart(runs, args.chart, references=False, benchmark=benchmark)
+        print(f"wrote {args.chart}", file=sys.stderr)
+    print(outcome.table)
     return 0
