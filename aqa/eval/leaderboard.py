@@ -322,7 +322,7 @@ def csv_text(tables: Sequence[Table]) -> str:
                         "ci95_low": "" if spread is None or spread.low is None else spread.low,
                         "ci95_high": "" if spread is None or spread.high is None else spread.high,
                         "runs": line.runs,
-                        "seeds": " ".join(map(str, line.seeds)),
+                        "seeds": " ".join(str(seed) for seed in line.seeds if seed is not None),
                         "questions": "" if line.questions is None else line.questions,
                         "delta_vs_with_audio": "" if line.delta is None else line.delta,
                         "source": line.source,
