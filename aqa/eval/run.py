@@ -441,19 +441,7 @@ def latest_rows(output: Path) -> dict[str, dict]:
     """Answer rows by id, from every partial file of the run (each process's); an answer wins over an error row for
     the same id; InputError if two answers disagree. Lines that cannot be used are left out here and named once,
     when a run reopens the file (aqa.jsonl), or names what earlier processes left (report_dropped)."""
-    merged: dict[str, dict] = {}
-    where: dict[str, Path] = {}
-    for path in partial_paths(output):
-        for key, row in read_results(path, "id")[0].items():
-            earlier = merged.get(key)
-            if earlier is not None and "error" not in earlier and "error" not in row and earlier != row:
-                raise InputError(
-                    f"{where[key]} and {path} answer id {key!r} differently; delete the wrong line, or write to a "
-                    "new output"
-                )
-            if earlier is None or "error" in earlier:
-                merged[key], where[key] = row, path
-    return merged
+    return read_results(partial_paths(output), "id")[0]
 
 
 def answered_keys(output: Path) -> set[str]:
