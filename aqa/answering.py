@@ -70,8 +70,8 @@ def answer_many(
             raise ValueError("long_audio='windows' plans its own batches (of windows): pass batches=None")
         yield from answer_in_windows(model, questions, decoding, batch_size, progress, keep_order)
         return
-    if batches is None:
-        batches = plan_batches(model.family, questions, batch_size, keep_order)
+    if batches is None:  # a single question is never measured: it is checked first, before the model is touched
+        batches = [[0]] if len(questions) == 1 else plan_batches(model.family, questions, batch_size, keep_order)
     bar = tqdm(total=sum(len(batch) for batch in batches), unit="question", disable=not progress)
 
     def prepared(number: int) -> Batch:
