@@ -270,8 +270,6 @@ def plan_run(config: RunConfig) -> Plan:
     benchmark = config.benchmark
     questions = load_questions(config.data, benchmark)
     records = questions.records[: config.limit]
-    family = spec_family(config.model)
-    settings = run_settings(config, questions, family)
     rows = {} if config.restart else latest_rows(config.output)
     answered = {key for key, row in rows.items() if "error" not in row}
     key = benchmark.id_field
@@ -282,6 +280,8 @@ def plan_run(config: RunConfig) -> Plan:
             f"none of the {len(records)} audio files is under {config.audio_dir} (e.g. {next(iter(audio.values()))}); "
             f"--audio-dir is {benchmark.audio_hint}"
         )
+    family = spec_family(config.model)  # reads the model's config: after the data's checks
+    settings = run_settings(config, questions, family)
     earlier = check_resumable(config, settings)  # after the checks above: --restart discards answers only here
     return Plan(config, questions, records, audio, missing, settings, tuple(earlier), family)
 
