@@ -101,7 +101,8 @@ class Table:
     @property
     def title(self) -> str:
         if self.version is None:
-            return f"{self.benchmark.title}, unknown version (question file sha256 {self.sha256[:12]}...)"
+            file = f"question file sha256 {self.sha256[:12]}..." if self.sha256 else "question file not recorded"
+            return f"{self.benchmark.title}, unknown version ({file})"
         return self.benchmark.version_title(self.version)
 
 
@@ -137,7 +138,7 @@ def read_run(path: Path, label: str | None = None) -> Run:
     benchmark = benchmark_of_manifest(manifests[0])
     files_of = [(manifest_version(m, benchmark.name), m.get(benchmark.name, {}).get("sha256")) for m in manifests]
     if len(set(files_of)) > 1:
-        versions = ", ".join(sorted({str(version or f"sha256 {sha[:12]}") for version, sha in files_of}))
+        versions = ", ".join(sorted({version or f"sha256 {(sha or '?')[:12]}" for version, sha in files_of}))
         raise InputError(
             f"{path}: its runs were made on different {benchmark.title} files ({versions}): figures of different "
             "versions cannot share a column; give each version's runs their own name"
