@@ -22,6 +22,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from aqa.audio import SAMPLE_RATE, AudioInput, duration_of, load_audio
 from aqa.errors import AQAError
+from aqa.families import Family
 from aqa.generation import decode_tokens, generate_text, plain_greedy
 from aqa.inputs import Batch, Prepared, length_key, prepare_batch, to_device
 from aqa.model import AQAModel
@@ -54,33 +55,50 @@ def answer_many(
     batch_size: int = 8,
     progress: bool = False,
     keep_order: bool = False,
+    batches: Sequence[Sequence[int]] | None = None,
 ) -> Iterator[tuple[int, Result | AQAError]]:
     """Answer many questions in batches of similar length; yields (index, Result or error) as batches finish.
 
     Grouping by length keeps left padding short; greedy answers equal those of one-at-a-time calls. `keep_order`
-    batches the questions in the order given instead (as R1-AQA's test script does). The CPU work of the next batch
-    (audio decoding, chat template, tokens, log-mel features) runs in a background thread while the model works on
-    the current one.
+    batches the questions in the order given instead (as R1-AQA's test script does). `batches` (indices into
+    `questions`) answers those batches only, as given: a share of plan_batches' plan, which an evaluation spread over
+    several processes asks batch for batch as one process would. The CPU work of the next batch (audio decoding,
+    chat template, tokens, log-mel features) runs in a background thread while the model works on the current one.
     """
-    if decoding.long_audio == "windows":
+    if decoding.long_audio == "windows" and decoding.audio == "clip":
+        if batches is not None:
+            raise ValueError("long_audio='windows' plans its own batches (of windows): pass batches=None")
         yield from answer_in_windows(model, questions, decoding, batch_size, progress, keep_order)
         return
-    order = list(range(len(questions)))
-    if not keep_order and len(questions) > 1:
-        order.sort(key=lambda i: length_key(model, questions[i]))
-    batches = [[questions[i] for i in order[i : i + batch_size]] for i in range(0, len(order), batch_size)]
-    bar = tqdm(total=len(questions), unit="question", disable=not progress)
+    if batches is None:  # a single question is never measured: it is checked first, before the model is touched
+        batches = [[0]] if len(questions) == 1 else plan_batches(model.family, questions, batch_size, keep_order)
+    bar = tqdm(total=sum(len(batch) for batch in batches), unit="question", disable=not progress)
+
+    def prepared(number: int) -> Batch:
+        return prepare_batch(model, [questions[i] for i in batches[number]], decoding.think, decoding.audio)
+
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(prepare_batch, model, batches[0], decoding.think) if batches else None
-        for number in range(len(batches)):
+        pending = pool.submit(prepared, 0) if batches else None
+        for number, indices in enumerate(batches):
             batch = pending.result()
             if number + 1 < len(batches):
-                pending = pool.submit(prepare_batch, model, batches[number + 1], decoding.think)
-            start = number * batch_size
-            for index, result in zip(order[start : start + batch_size], run_batch(model, batch, decoding)):
+                pending = pool.submit(prepared, number + 1)
+            for index, result in zip(indices, run_batch(model, batch, decoding)):
                 yield index, result
             bar.update(len(batch.items))
     bar.close()
+
+
+def plan_batches(
+    family: Family, questions: Sequence[Question], batch_size: int, keep_order: bool = False
+) -> list[list[int]]:
+    """The batches answer_many asks, as indices into `questions`: grouped by length (from file headers: no model
+    needed), or in the order given with `keep_order`. The same questions always give the same batches, so a batch's
+    answers (and the seed it samples with) do not depend on which process asks it."""
+    order = list(range(len(questions)))
+    if not keep_order and len(questions) > 1:
+        order.sort(key=lambda i: length_key(family, questions[i]))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def answer_in_windows(
@@ -245,7 +263,7 @@ def make_result(
     parsed = parse_answer(text, item.question.options) if text else None
     best = max(probabilities, key=probabilities.get) if probabilities else None
     answer, source = (parsed, "text") if parsed else ((best, "probabilities") if best else (None, "none"))
-    seconds = len(item.samples) / SAMPLE_RATE
+    seconds = len(item.samples) / SAMPLE_RATE if item.samples is not None else 0.0  # asked without audio: none given
     # The encoder hears `heard_seconds` (R1-AQA's 30 s); a longer clip is answered on its start, and the result says so.
     note = f"the clip is {seconds:.1f} s long; the model heard only its first {heard_seconds:g} s"
     return Result(

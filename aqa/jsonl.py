@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from aqa.errors import InputError, kind_of
@@ -42,28 +42,31 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [row for _, row in parse_lines(path) if isinstance(row, dict)]
 
 
-def read_results(path: str | Path, key: str) -> tuple[dict[str, dict], list[str]]:
-    """A results file's rows by `key` (as a string), and one `file:line: reason` per line dropped.
+def read_results(paths: str | Path | Sequence[str | Path], key: str) -> tuple[dict[str, dict], list[str]]:
+    """A results file's rows by `key` (as a string), and one `file:line: reason` per line dropped; given several
+    files (each process's of one run), their rows as one file's.
 
     An answer wins over an error row for the same key, and a later error row over an earlier one; identical answers
     are one answer. InputError, naming both lines, when two answers to one key disagree.
     """
     rows: dict[str, dict] = {}
-    lines: dict[str, int] = {}
+    lines: dict[str, tuple[str | Path, int]] = {}
     dropped = []
-    for number, row in parse_lines(path):
-        problem = row if isinstance(row, str) else key_problem(row, key)
-        if problem:
-            dropped.append(f"{path}:{number}: {problem}")
-            continue
-        name, earlier = str(row[key]), rows.get(str(row[key]))
-        if earlier is not None and "error" not in earlier and "error" not in row and earlier != row:
-            raise InputError(
-                f"{path}: lines {lines[name]} and {number} answer {key} {name!r} differently; delete the wrong line, "
-                "or write to a new output"
-            )
-        if earlier is None or "error" in earlier:
-            rows[name], lines[name] = row, number
+    for path in [paths] if isinstance(paths, str | Path) else paths:
+        for number, row in parse_lines(path):
+            problem = row if isinstance(row, str) else key_problem(row, key)
+            if problem:
+                dropped.append(f"{path}:{number}: {problem}")
+                continue
+            name, earlier = str(row[key]), rows.get(str(row[key]))
+            if earlier is not None and "error" not in earlier and "error" not in row and earlier != row:
+                first, line = lines[name]
+                both = f"{path}: lines {line} and {number}" if first == path else f"{first}:{line} and {path}:{number}"
+                raise InputError(
+                    f"{both} answer {key} {name!r} differently; delete the wrong line, or write to a new output"
+                )
+            if earlier is None or "error" in earlier:
+                rows[name], lines[name] = row, (path, number)
     return rows, dropped
 
 

@@ -15,6 +15,16 @@ from aqa.prompt import is_text, question_problems
 
 ANSWER_TOKENS = 256  # default generation budget in answer mode (R1-AQA's evaluation setting)
 THINK_TOKENS = 1024  # thinking mode writes its reasoning first
+# What the model hears of each clip: the clip itself, or a no-audio baseline: the prompt alone (no audio in the chat
+# message, no features), silence, or white noise of the clip's length. The baseline shows how much of a score the
+# question and options alone earn.
+AUDIO_MODES = ("clip", "none", "silence", "noise")
+AUDIO_LABELS = {
+    "clip": "with audio",
+    "none": "without audio (prompt only)",
+    "silence": "without audio (silence)",
+    "noise": "without audio (white noise)",
+}
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,7 @@ class DecodingOptions:
     score: bool = True  # compute every option's probability (needed for the fallback answer)
     seed: int | None = None  # sampling is seeded per batch from this and the batch's questions (same seed, same text)
     long_audio: str = "first"  # a clip over 30 s: "first" (its first 30 s, with a note) or "windows" (aqa.windows)
+    audio: str = "clip"  # what the model hears (AUDIO_MODES): the clip, or "none", "silence", "noise" (a baseline)
 
     @property
     def token_budget(self) -> int:

@@ -17,19 +17,30 @@ def positions_of(attention_mask: torch.Tensor) -> torch.Tensor:
 def prefill(model: AQAModel, inputs: dict[str, torch.Tensor]) -> DynamicCache:
     """Run the audio encoder and the prompt, all but its last token, once: generation and scoring continue from it.
 
-    The base model is called rather than the LM head, since no logits of the prompt are needed.
+    The base model is called rather than the LM head, since no logits of the prompt are needed. A prompt asked
+    without audio (aqa.inputs: no audio placeholder in its text) has no features, and the model then reads text alone.
     """
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    audio = {key: inputs[key] for key in model.family.audio_keys if key in inputs}
+    if not audio and audio_placeholders(model, ids):
+        # Without features a model embeds its audio placeholder ids as plain text, with no error of its own.
+        raise ValueError("the prompt has audio placeholders but the inputs carry no audio features")
     cache = DynamicCache(config=model.hf.config)
     model.hf.model(
         input_ids=ids[:, :-1],
         attention_mask=mask[:, :-1],
         position_ids=positions_of(mask)[:, :-1],
         cache=cache,
-        **{key: inputs[key] for key in model.family.audio_keys},
+        **audio,
         use_cache=True,
     )
     return cache
+
+
+def audio_placeholders(model: AQAModel, ids: torch.Tensor) -> bool:
+    """Whether the token ids hold the processor's audio placeholder (every family's processor names it)."""
+    token = model.tokenizer.convert_tokens_to_ids(model.processor.audio_token)
+    return bool((ids == token).any())
 
 
 def crop(cache: DynamicCache, length: int) -> None:

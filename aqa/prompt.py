@@ -28,17 +28,19 @@ def build_prompt(question: str, options: Sequence[str], think: bool = False) -> 
     return f"{question} Please choose the answer from the following options: {list(options)}. {instruction}"
 
 
-def build_messages(question: str, options: Sequence[str], think: bool = False, audio_url: str = "audio") -> list[dict]:
-    """One user turn holding the audio then the text, as in the model card.
+def build_messages(
+    question: str, options: Sequence[str], think: bool = False, audio_url: str | None = "audio"
+) -> list[dict]:
+    """One user turn holding the audio then the text, as in the model card; with `audio_url=None`, the text alone
+    (a question asked without its clip: the no-audio baseline).
 
     The audio entry carries an `audio_url` key because the chat template R1-AQA ships renders the audio placeholder
     only when that key (or `audio`) is present, as in the model card's example; the URL itself is never fetched.
     """
-    content = [
-        {"type": "audio", "audio_url": audio_url},
-        {"type": "text", "text": build_prompt(question, options, think)},
-    ]
-    return [{"role": "user", "content": content}]
+    text = {"type": "text", "text": build_prompt(question, options, think)}
+    if audio_url is None:
+        return [{"role": "user", "content": [text]}]
+    return [{"role": "user", "content": [{"type": "audio", "audio_url": audio_url}, text]}]
 
 
 def check_question(

@@ -39,7 +39,7 @@ def answer_stream(
     """
     asked = Question(audio, question, options)
     stop = stop or threading.Event()
-    if decoding.long_audio == "windows" and duration_of(audio) > model.heard_seconds:
+    if decoding.long_audio == "windows" and decoding.audio == "clip" and duration_of(audio) > model.heard_seconds:
         yield from stream_windows(model, asked, decoding, stop)
     else:
         yield from stream_question(model, asked, decoding, stop)
@@ -49,7 +49,7 @@ def stream_question(
     model: AQAModel, question: Question, decoding: DecodingOptions, stop: threading.Event
 ) -> Iterator[str | Result]:
     """One question's text as generation writes it (in a worker thread), then its Result."""
-    batch = prepare_batch(model, [question], decoding.think)
+    batch = prepare_batch(model, [question], decoding.think, decoding.audio)
     if isinstance(batch.items[0], AQAError):
         raise batch.items[0]
     streamer = TokenStreamer(

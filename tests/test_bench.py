@@ -1,6 +1,7 @@
 """`aqa bench` on the tiny checkpoint: the report's keys and that every figure was measured (no timing asserts)."""
 
 import json
+import os
 import subprocess
 import sys
 from numbers import Number
@@ -138,3 +139,19 @@ def test_the_windowed_sinc_reference_resamples_a_tone_as_soxr_does():
     for resampled in (sinc_hann_resample(tone, rate), soxr.resample(tone, rate, 16000, quality="HQ")):
         assert len(resampled) == 16000
         assert np.abs(resampled[800:-800] - expected[800:-800]).max() < 2e-3
+
+
+def test_the_eval_scaling_script_runs_one_process_and_two(tmp_path):
+    """bench/eval_scaling.py, the GPU scaling measurement prepared for a machine with GPUs, runs here on the CPU:
+    one report per process count, each process's answering time, and the same predictions from both (the figures
+    of a 2-core CPU mean nothing else)."""
+    output = tmp_path / "scaling.json"
+    command = [sys.executable, "-m", "bench.eval_scaling", "--questions", "4", "--seconds", "1", "--batch-size", "2"]
+    command += ["--max-new-tokens", "2", "--device", "cpu", "--output", str(output)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(output.read_text())["runs"]
+    assert [run["processes"] for run in runs] == [1, 2]
+    assert all(run["same_predictions_as_the_first"] and run["wall_seconds"] > 0 for run in runs)
+    assert [len(run["answer_seconds_per_process"]) for run in runs] == [1, 2]
+    assert all(seconds > 0 for seconds in runs[1]["answer_seconds_per_process"]), "each process asked a batch"

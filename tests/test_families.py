@@ -7,7 +7,6 @@ import json
 import math
 import threading
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +23,7 @@ from aqa.eval.score import official_match
 from aqa.families import FAMILIES, family_named
 from aqa.options import DecodingOptions, Question
 from aqa.prompt import build_messages
-from aqa.random_weights import build_random_model, build_tiny_checkpoint
+from aqa.random_weights import build_random_model
 from aqa.windows import window_spans
 
 FIXTURES = ROOT / "tests" / "fixtures" / "chat_templates"
@@ -50,14 +49,6 @@ RENDERED = {
     "audio-flamingo-3": "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
     "<sound>{prompt}<|im_end|>\n<|im_start|>assistant\n",
 }
-
-
-@pytest.fixture(scope="module")
-def family_dirs(tmp_path_factory) -> dict[str, Path]:
-    """A tiny checkpoint of each family, written as `aqa tiny DIR --family NAME` writes it."""
-    return {
-        name: build_tiny_checkpoint(tmp_path_factory.mktemp(name), family=family) for name, family in FAMILIES.items()
-    }
 
 
 @pytest.fixture(scope="module")

@@ -67,6 +67,19 @@ def test_duplicates(tmp_path):
     )
 
 
+def test_several_files_read_as_one(tmp_path):
+    """Each process of a distributed run writes its own file: read together, the same rules hold across them, and
+    answers that disagree name the line of each file."""
+    answer, error = {"id": "a", "answer": "Dog"}, {"id": "a", "error": "audio file not found"}
+    first = write_jsonl(tmp_path / "rank0.jsonl", [error, {"id": "b", "answer": "Cat"}])
+    second = write_jsonl(tmp_path / "rank1.jsonl", [{"id": "c", "answer": "Rain"}, answer])
+    rows, dropped = read_results([first, second], "id")
+    assert rows == {"a": answer, "b": {"id": "b", "answer": "Cat"}, "c": {"id": "c", "answer": "Rain"}} and not dropped
+    write_jsonl(first, [{"id": "a", "answer": "Cat"}])
+    with pytest.raises(InputError, match=f"^{first}:1 and {second}:2 answer id 'a' differently"):
+        read_results([first, second], "id")
+
+
 def test_reopening_drops_bad_lines_with_a_warning_and_keeps_the_rest(tmp_path, capsys):
     path = tmp_path / "rows.jsonl"
     path.write_bytes(b'{"id": "a", "answer": "Dog"}\n42\n{}\n{"id": "b", "error": "x"}\n{"id": "c", "ans')

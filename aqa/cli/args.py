@@ -86,6 +86,7 @@ def decoding_options(args: argparse.Namespace) -> DecodingOptions:
         sample=args.sample,
         max_new_tokens=args.max_new_tokens,
         long_audio=getattr(args, "long_audio", "first"),  # evaluation keeps each benchmark's own protocol
+        audio=getattr(args, "audio_mode", "clip"),  # evaluation's --audio (ask's --audio is the clip itself)
     )
 
 

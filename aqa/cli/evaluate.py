@@ -1,8 +1,10 @@
-"""`aqa eval run|score|report|sweep --benchmark NAME`: evaluation on a benchmark's question file, wired to `aqa.eval`.
+"""`aqa eval run|score|report|sweep --benchmark NAME`: evaluation on a benchmark's question file, wired to `aqa.eval`;
+`aqa eval leaderboard RUN...` puts runs of any benchmark side by side.
 
     aqa eval run --benchmark mmar --data MMAR/MMAR-meta.jsonl --audio-dir MMAR --output runs/mmar/preds.json
     aqa eval score runs/mmar/preds.json --benchmark mmar
     aqa eval run --benchmark custom --data dev.jsonl --audio-dir clips --audio-field wav --group-by speaker ...
+    torchrun --nproc_per_node 8 -m aqa eval run ...    # one process per GPU, each answering its share
 
 `aqa mmau ...` (aqa/cli/mmau.py) is the same with the benchmark fixed to MMAU test-mini.
 """
@@ -11,24 +13,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from aqa.cli.args import add_decoding_args, add_model_args, decoding_options, model_spec
 from aqa.errors import InputError
 from aqa.eval.benchmarks import BENCHMARKS, CUSTOM, Benchmark, custom_benchmark
-from aqa.eval.manifest import companion_paths, manifest_version, read_manifest, run_files, run_outputs, write_json
+from aqa.eval.manifest import companion_paths, manifest_version, read_manifest, run_files, run_outputs
 from aqa.eval.protocols import PROTOCOLS
 from aqa.eval.questions import load_questions, read_predictions, with_reference
-from aqa.eval.report import RunSummary, bar_chart, report_markdown, summarize, summarize_runs, sweep_markdown
+from aqa.eval.report import (
+    RunSummary,
+    audio_note,
+    audio_of,
+    bar_chart,
+    report_markdown,
+    summarize,
+    summarize_runs,
+)
 from aqa.eval.score import format_score, order_scores, orders_to_dict, repeated_to_dict, score_records, score_to_dict
+from aqa.options import AUDIO_MODES
 
 CUSTOM_FIELDS = ("audio_field", "question_field", "choices_field", "answer_field", "id_field", "group_by")
 
 
 def add_command(commands) -> None:
     parser = commands.add_parser(
-        "eval", help="evaluation on MMAU, MMAR or any multiple-choice file: run, score, report, sweep"
+        "eval", help="evaluation on MMAU, MMAR or any multiple-choice file: run, score, report, sweep, leaderboard"
     )
     add_steps(parser, fixed=None)
 
@@ -38,6 +51,8 @@ def add_steps(parser: argparse.ArgumentParser, fixed: str | None) -> None:
     steps = parser.add_subparsers(required=True, metavar="STEP")
     for add in (add_run, add_score, add_report, add_sweep):
         add_benchmark_args(add(steps, fixed), fixed)
+    if fixed is None:  # runs of any benchmark: each one's manifest names its own
+        add_leaderboard(steps)
 
 
 # What the help says of each step, and of the question file, with the benchmark fixed (aqa mmau) or not (aqa eval).
@@ -122,6 +137,14 @@ def add_run_args(parser: argparse.ArgumentParser, fixed: str | None) -> None:
         help="also ask each item with K seeded permutations of its options; score reports each order's accuracy "
         "and how often the chosen option stays the same",
     )
+    parser.add_argument(
+        "--audio",
+        dest="audio_mode",
+        choices=AUDIO_MODES,
+        default="clip",
+        help="what the model hears: the clip (default), or a no-audio baseline: none (the prompt alone), silence or "
+        "white noise (seeded) of the clip's length; recorded, and named in every score, report and chart",
+    )
     add_decoding_args(parser)
 
 
@@ -142,11 +165,21 @@ def add_run(steps, fixed: str | None) -> argparse.ArgumentParser:
 
 
 def run_config(args: argparse.Namespace, output: Path, name: str | None = None):
-    from aqa.eval.run import RunConfig  # torch: seconds to import, only for the steps that answer
+    """The run the flags describe; under torchrun (or accelerate launch), this process's part of it, on its own
+    device."""
+    import torch
 
+    from aqa.eval.run import RunConfig  # torch: seconds to import, only for the steps that answer
+    from aqa.eval.shard import shard_from_environment
+
+    shard = shard_from_environment()
+    spec = model_spec(args, name)
+    device = shard.device(spec.device, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    if shard.distributed:
+        stop_on_sigterm()
     return RunConfig(
         benchmark=benchmark_of(args),
-        model=model_spec(args, name),
+        model=replace(spec, device=device),
         data=args.data,
         audio_dir=args.audio_dir,
         output=output,
@@ -157,15 +190,31 @@ def run_config(args: argparse.Namespace, output: Path, name: str | None = None):
         protocol=args.protocol,
         seed=args.seed,
         shuffle_choices=args.shuffle_choices,
+        shard=shard,
     )
+
+
+def stop_on_sigterm() -> None:
+    """torchrun stops the other processes with SIGTERM when one fails: stop as on Ctrl-C, so that each writes what
+    it has answered into the predictions file before it exits (its answers are on disk already)."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def command_run(args: argparse.Namespace) -> int:
     from aqa.eval.run import run_repeated
 
-    outcomes = run_repeated(run_config(args, args.output), args.runs)
+    config = run_config(args, args.output)
+    outcomes = run_repeated(config, args.runs)
     benchmark = benchmark_of(args)
     for outcome, output in zip(outcomes, run_outputs(args.output, args.runs)):
+        if not outcome.final:  # another process of the launch merges last and prints the score
+            left = f"{outcome.pending} question(s) still with other processes"
+            print(f"{config.shard.tag()}answered {outcome.session.answered} question(s); {output}: {left}")
+            continue
         summary = summarize(
             args.model, outcome.predictions, outcome.questions.version, read_manifest(output), benchmark
         )
@@ -173,7 +222,7 @@ def command_run(args: argparse.Namespace) -> int:
         scored = f"score it: {score_command(args, output)}"
         scored = f"{benchmark.scorer} reads it as is" if benchmark.scorer else scored
         print(f"wrote {output} ({scored}) and {companion_paths(output)[1]}")
-    if args.runs > 1:
+    if args.runs > 1 and outcomes[-1].final:
         print(f"all {args.runs} runs together: {score_command(args, args.output)}")
     return 0
 
@@ -185,7 +234,9 @@ def score_command(args: argparse.Namespace, output: Path) -> str:
 
 
 def title(summary: RunSummary, path: Path, benchmark: Benchmark) -> str:
-    return f"{benchmark.version_title(summary.version)}: {path} ({summary.score.n} records)"
+    """The score's first line: the file version, the predictions file and, for a baseline, what the model heard."""
+    heard = audio_note(summary.audio)
+    return f"{benchmark.version_title(summary.version)}: {path} ({summary.score.n} records){heard}"
 
 
 # --- score and report -------------------------------------------------------------------------------------------
@@ -217,6 +268,7 @@ def command_score(args: argparse.Namespace) -> int:
         result = repeated_to_dict([score_records(records, benchmark) for _, records, _ in runs], benchmark)
         result["files"] = [str(path) for path, _, _ in runs]
         result["seeds"] = [(manifest or {}).get("settings", {}).get("seed") for _, _, manifest in runs]
+        result["audio"] = audio_of(runs[0][2])
         print(json.dumps(result | {"version": version}, ensure_ascii=False) if args.json else format_runs(result))
         return 0
     path, records, manifest = runs[0]
@@ -224,6 +276,7 @@ def command_score(args: argparse.Namespace) -> int:
     orders = order_scores(records, benchmark)
     if args.json:
         result = score_to_dict(summary.score, benchmark) | {"version": version, "method": summary.method}
+        result["audio"] = summary.audio
         print(json.dumps(result | (orders_to_dict(orders) if orders else {}), ensure_ascii=False))
     else:
         print(format_score(summary.score, title(summary, path, benchmark), benchmark))
@@ -233,7 +286,7 @@ def command_score(args: argparse.Namespace) -> int:
 
 
 def format_runs(result: dict) -> str:
-    lines = [f"{result['n_runs']} runs (seeds {', '.join(map(str, result['seeds']))}):"]
+    lines = [f"{result['n_runs']} runs (seeds {', '.join(map(str, result['seeds']))}){audio_note(result['audio'])}:"]
     for number, (path, run) in enumerate(zip(result["files"], result["runs"]), start=1):
         lines.append(f"  run {number}: total {run['total']}  ({path})")
     for name, mean in result["mean"].items():
@@ -286,6 +339,44 @@ def emit(text: str, path: Path | None) -> None:
     print(f"wrote {path}", file=sys.stderr)
 
 
+# --- leaderboard -------------------------------------------------------------------------------------------------
+
+
+def add_leaderboard(steps) -> None:
+    parser = steps.add_parser(
+        "leaderboard",
+        help="one table per benchmark version across runs of any model, family, protocol and seed, the no-audio "
+        "baselines beside their runs and the published rows; Markdown, CSV and a chart",
+    )
+    parser.add_argument(
+        "runs", nargs="+", type=Path, metavar="RUN", help="preds.json of each run (or the name --runs wrote to)"
+    )
+    parser.add_argument("--label", action="append", default=[], help="a run's Model name, once per RUN, in order")
+    parser.add_argument("--output", type=Path, help="write the Markdown here (default: print it)")
+    parser.add_argument("--csv", type=Path, help="write the figures here, one line per figure")
+    parser.add_argument("--chart", type=Path, help="write a bar chart PNG here")
+    parser.add_argument("--no-published", action="store_true", help="leave out the published rows")
+    parser.set_defaults(run=command_leaderboard, command="aqa eval")
+
+
+def command_leaderboard(args: argparse.Namespace) -> int:
+    from aqa.eval.leaderboard import build_tables, chart, csv_text, markdown, read_run
+
+    if args.label and len(args.label) != len(args.runs):
+        raise InputError(f"give one --label per RUN ({len(args.runs)}), or none")
+    labels = args.label or [None] * len(args.runs)
+    tables = build_tables([read_run(path, label) for path, label in zip(args.runs, labels)], not args.no_published)
+    emit(markdown(tables), args.output)
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        args.csv.write_text(csv_text(tables), encoding="utf-8")
+        print(f"wrote {args.csv}", file=sys.stderr)
+    if args.chart:
+        chart(tables, args.chart)
+        print(f"wrote {args.chart}", file=sys.stderr)
+    return 0
+
+
 # --- sweep ------------------------------------------------------------------------------------------------------
 
 
@@ -309,16 +400,15 @@ def add_sweep(steps, fixed: str | None) -> argparse.ArgumentParser:
 
 
 def command_sweep(args: argparse.Namespace) -> int:
-    from aqa.eval.sweep import run_sweep, sweep_json  # torch: seconds to import
+    from aqa.eval.sweep import run_sweep  # torch: seconds to import
 
-    benchmark = benchmark_of(args)
     config = run_config(args, args.output_dir / "preds.json", name=args.checkpoints[0])
-    outcome = run_sweep(config, args.checkpoints, args.output_dir, args.holdout, args.split_seed)
-    table = sweep_markdown(outcome.checkpoints, outcome.version, args.holdout, args.split_seed, benchmark)
-    emit(table, args.output_dir / "sweep.md")
-    write_json(args.output_dir / "sweep.json", sweep_json(outcome, args.holdout, args.split_seed, config))
-    print(table)
+    outcome = run_sweep(config, args.checkpoints, args.output_dir, args.holdout, args.split_seed, args.chart)
+    if outcome is None:  # under torchrun: another process writes the table
+        print(f"{config.shard.tag()}evaluated its checkpoints; the process that completes the sweep writes the table")
+        return 0
+    print(f"wrote {args.output_dir / 'sweep.md'} and sweep.json", file=sys.stderr)
     if args.chart:
-        runs = [RunSummary(c.name, "checkpoint", outcome.version, c.all, None) for c in outcome.checkpoints]
-        bar_chart(runs, args.chart, references=False, benchmark=benchmark)
+        print(f"wrote {args.chart}", file=sys.stderr)
+    print(outcome.table)
     return 0

@@ -1,5 +1,7 @@
 """The files a run writes beside its predictions (`preds.json`): `preds.partial.jsonl`, appended answer by answer,
-and `preds.manifest.json`, what the answers depend on and each session that wrote them."""
+and `preds.manifest.json`, what the answers depend on and each session that wrote them. A run spread over several
+processes appends to one partial file per process instead (`preds.rank0.partial.jsonl`, ...), and locks `preds.lock`
+while it merges them."""
 
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ class Session:
     failed: int = 0
     answer_seconds: float | None = None
     stopped: str | None = None  # absent when the process was killed
+    world_size: int = 1  # processes of the launch that this session was one of (torchrun's WORLD_SIZE)
+    rank: int | None = None  # in a launch of several processes, this one's rank, node and process id
+    host: str | None = None
+    pid: int | None = None
 
     def to_dict(self) -> dict:
         row = {key: value for key, value in asdict(self).items() if value is not None}
@@ -35,6 +41,29 @@ class Session:
 def companion_paths(output: Path) -> tuple[Path, Path]:
     """preds.json -> (preds.partial.jsonl, preds.manifest.json)."""
     return output.with_suffix(".partial.jsonl"), output.with_suffix(".manifest.json")
+
+
+def rank_partial_path(output: Path, rank: int) -> Path:
+    """preds.json -> preds.rank3.partial.jsonl: what process 3 of a distributed run appends to."""
+    return output.with_name(f"{output.stem}.rank{rank}.partial.jsonl")
+
+
+def partial_paths(output: Path) -> list[Path]:
+    """Every partial file of a run that exists: one process's, then each rank's of any earlier distributed launch
+    (of any size), in rank order."""
+    ranks = [
+        path
+        for path in output.parent.glob(f"{output.stem}.rank*.partial.jsonl")
+        if path.name[len(output.stem) + 5 : -len(".partial.jsonl")].isdigit()
+    ]
+    ranks.sort(key=lambda path: int(path.name[len(output.stem) + 5 : -len(".partial.jsonl")]))
+    single = companion_paths(output)[0]
+    return ([single] if single.exists() else []) + ranks
+
+
+def lock_path(output: Path) -> Path:
+    """preds.json -> preds.lock: held by a process of a distributed run while it merges (aqa.eval.shard.locked)."""
+    return output.with_suffix(".lock")
 
 
 def run_outputs(output: Path, runs: int) -> list[Path]:

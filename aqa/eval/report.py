@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aqa.eval.benchmarks import MMAU, Benchmark
 from aqa.eval.score import Score, Spread, score_records, spread
+from aqa.options import AUDIO_LABELS
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class RunSummary:
     score: Score  # the (first) run's
     records_in_file: int | None  # the question file's size, to say when a run covered only part of it
     repeats: tuple[Score, ...] = ()  # every run's, when the setup was run several times with different seeds
+    audio: str | None = None  # what the model heard (AUDIO_MODES) as the manifest says; None without a manifest
 
 
 @dataclass(frozen=True)
@@ -30,31 +32,53 @@ class Row:
     method: str
     values: tuple[float | None, ...]  # percent per column (MMAU: sound, music, speech), then the average
     spreads: tuple[Spread | None, ...] = ()  # with repeated runs: each value's spread (the values are the means)
+    baseline: bool = False  # asked without audio: hatched in charts
 
 
-def describe_method(manifest: dict | None) -> str:
-    """Family, precision, protocol and decoding as a run's manifest records them, e.g. "qwen2-audio, bf16, r1-aqa
-    protocol"."""
+def audio_of(manifest: dict | None) -> str | None:
+    """What the model heard in a run (AUDIO_MODES): the clip unless its manifest names a baseline; None for a
+    predictions file without a manifest, which cannot say."""
+    if manifest is None:
+        return None
+    return manifest.get("settings", {}).get("decoding", {}).get("audio", "clip")
+
+
+def audio_note(audio: str | None) -> str:
+    """', without audio (silence)' after a baseline run's title; nothing for a run that heard its clips."""
+    return f", {AUDIO_LABELS[audio]}" if audio not in (None, "clip") else ""
+
+
+def method_parts(manifest: dict | None) -> dict[str, str | None]:
+    """What a run's manifest says of how it was made, part by part (None: nothing to say)."""
     settings = (manifest or {}).get("settings", {})
     decoding = settings.get("decoding", {})
     protocol = settings.get("protocol", "greedy")
-    parts = [
-        settings.get("family"),
-        settings.get("precision"),
-        f"{protocol} protocol" if protocol != "greedy" else None,
-        ("sampled" if decoding.get("sample") else "greedy") if decoding and protocol == "greedy" else None,
-        "think" if decoding.get("think") else None,
-        f"shuffled choices x{settings['shuffle_choices']}" if settings.get("shuffle_choices") else None,
-    ]
-    return ", ".join(part for part in parts if part) or "-"
+    audio = audio_of(manifest)
+    return {
+        "family": settings.get("family"),
+        "precision": settings.get("precision"),
+        "protocol": f"{protocol} protocol" if protocol != "greedy" else None,
+        "decoding": ("sampled" if decoding.get("sample") else "greedy") if decoding and protocol == "greedy" else None,
+        "think": "think" if decoding.get("think") else None,
+        "shuffle": f"shuffled choices x{settings['shuffle_choices']}" if settings.get("shuffle_choices") else None,
+        "audio": AUDIO_LABELS[audio] if audio not in (None, "clip") else None,
+    }
+
+
+def describe_method(manifest: dict | None, leave_out: Sequence[str] = ()) -> str:
+    """Family, precision, protocol, decoding and what the model heard, as a run's manifest records them, e.g.
+    "qwen2-audio, bf16, r1-aqa protocol, without audio (silence)"; `leave_out` names parts said elsewhere."""
+    parts = [part for name, part in method_parts(manifest).items() if part and name not in leave_out]
+    return ", ".join(parts) or "-"
 
 
 def summarize(
     label: str, records: Sequence[dict], version: str | None, manifest: dict | None, benchmark: Benchmark = MMAU
 ) -> RunSummary:
-    """A run's row: its score, and its method (precision, protocol, decoding) as its manifest records them."""
+    """A run's row: its score, and its method (precision, protocol, decoding, audio) as its manifest records them."""
     in_file = (manifest or {}).get(benchmark.name, {}).get("records_in_file")
-    return RunSummary(label, describe_method(manifest), version, score_records(records, benchmark), in_file)
+    score = score_records(records, benchmark)
+    return RunSummary(label, describe_method(manifest), version, score, in_file, audio=audio_of(manifest))
 
 
 def summarize_runs(
@@ -67,7 +91,7 @@ def summarize_runs(
     scores = tuple(score_records(records, benchmark) for records, _ in runs)
     seeds = [str((manifest or {}).get("settings", {}).get("seed")) for _, manifest in runs]
     method = f"{first.method}, {len(runs)} runs (seeds {', '.join(seeds)})"
-    return RunSummary(label, method, version, first.score, first.records_in_file, scores)
+    return RunSummary(label, method, version, first.score, first.records_in_file, scores, first.audio)
 
 
 @dataclass(frozen=True)
@@ -100,11 +124,18 @@ def figures(score: Score, columns: Columns) -> tuple[float | None, ...]:
 
 
 def run_row(run: RunSummary, columns: Columns) -> Row:
+    baseline = run.audio not in (None, "clip")
     if len(run.repeats) < 2:
-        return Row(run.label, run.method, figures(run.score, columns))
-    values = zip(*(figures(score, columns) for score in run.repeats))
+        return Row(run.label, run.method, figures(run.score, columns), baseline=baseline)
+    values, spreads = pooled(run.repeats, columns)
+    return Row(run.label, run.method, values, spreads, baseline)
+
+
+def pooled(scores: Sequence[Score], columns: Columns) -> tuple[tuple[float | None, ...], tuple[Spread | None, ...]]:
+    """Each column's mean over repeated runs, and its spread (None where a run has no figure for it)."""
+    values = zip(*(figures(score, columns) for score in scores))
     spreads = tuple(None if None in column else spread(column) for column in values)
-    return Row(run.label, run.method, tuple(s.mean if s else None for s in spreads), spreads)
+    return tuple(s.mean if s else None for s in spreads), spreads
 
 
 def run_scores(runs: Sequence[RunSummary]) -> list[Score]:
@@ -220,31 +251,41 @@ def interval_bars(values: Sequence[float], spreads: Sequence[Spread | None]) -> 
 
 def bar_chart(runs: Sequence[RunSummary], path: Path, references: bool = True, benchmark: Benchmark = MMAU) -> None:
     """Grouped bars per file version (MMAU: Sound, Music, Speech, Average), written as a PNG with the Agg backend."""
+    panels = []
+    for version, group in grouped(runs).items():
+        columns = table_columns(benchmark, run_scores(group))
+        rows = [run_row(run, columns) for run in group]
+        rows += reference_rows(version, benchmark) if references else []
+        panels.append((benchmark.version_title(version), columns.titles, rows))
+    draw_panels(panels, path)
+
+
+def draw_panels(panels: Sequence[tuple[str, Sequence[str], Sequence[Row]]], path: Path) -> None:
+    """One panel of grouped bars per (title, column titles, rows), with each row's 95% intervals where it has them
+    and runs without audio hatched; a PNG drawn with the Agg backend (no display, no global pyplot state)."""
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    groups = grouped(runs)
-    figure = Figure(figsize=(12, 4.5 * len(groups)))
-    FigureCanvasAgg(figure)  # non-interactive: no display, no global pyplot state
-    for number, (version, group) in enumerate(groups.items(), start=1):
-        axes = figure.add_subplot(len(groups), 1, number)
-        columns = table_columns(benchmark, run_scores(group))
-        titles = columns.titles
-        rows = [run_row(run, columns) for run in group]
-        rows += reference_rows(version, benchmark) if references else []
-        width = 0.8 / len(rows)
+    figure = Figure(figsize=(12, 4.5 * len(panels)))
+    FigureCanvasAgg(figure)
+    for number, (title, titles, rows) in enumerate(panels, start=1):
+        axes = figure.add_subplot(len(panels), 1, number)
+        width = 0.8 / max(len(rows), 1)
         for index, row in enumerate(rows):
             values = [np.nan if value is None else value for value in row.values]
             label = f"{row.model}, {row.method}" if row.method else row.model
             errors = interval_bars(values, row.spreads) if row.spreads else None
             offsets = np.arange(len(titles)) + (index - (len(rows) - 1) / 2) * width
-            bars = axes.bar(offsets, values, width, label=label, yerr=errors, capsize=3 if errors else 0)
+            bars = axes.bar(
+                offsets, values, width, label=label, yerr=errors, capsize=3 if errors else 0,
+                hatch="//" if row.baseline else None,
+            )  # fmt: skip
             axes.bar_label(bars, labels=cells(row), fontsize="x-small")
         axes.set_xticks(np.arange(len(titles)), titles)
         axes.set_ylim(0, 100)
         axes.set_ylabel("accuracy (%)")
-        axes.set_title(benchmark.version_title(version))
+        axes.set_title(title)
         axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,15 @@ write the predictions file and its manifest.
 
 `run_eval` writes `preds.json` (the records plus the prediction keys, so the official scorer reads it as is),
 `preds.partial.jsonl` (appended per answer; a rerun skips finished ids) and `preds.manifest.json` (model, precision,
-protocol, decoding, seed, batch size, the question file's sha256 and version, missing audio, and each session:
-device, timings). `run_repeated` does N seeded runs of one setup, `preds.run1.json` ... `preds.runN.json`.
+protocol, decoding, what the model heard, seed, batch size, the question file's sha256 and version, missing audio,
+and each session: device, timings). `run_repeated` does N seeded runs of one setup, `preds.run1.json` ...
+`preds.runN.json`.
+
+The run's batches are planned once from its questions (aqa.answering.plan_batches), whatever the number of
+processes: under torchrun each process answers every N-th batch (aqa.eval.shard) into its own partial file and
+merges all of them when it finishes, and a batch cut short by a kill is asked again whole, writing only the answers
+it lacked. So a batch's answers, and the seed a sampled one draws from, are the same in one process or many, before
+a kill or after; a run started on 8 GPUs can finish on 1.
 
 With `shuffle_choices` K, each item is also asked with K seeded permutations of its options; their answers are kept
 in the item's `permutations` list, where scoring finds them (the official scorer ignores the field).
@@ -13,6 +20,7 @@ in the item's `permutations` list, where scoring finds them (the official scorer
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import random
 import sys
@@ -25,16 +33,27 @@ from pathlib import Path
 import torch
 import transformers
 
-from aqa.answering import SEEDING, answer_many
+from aqa.answering import SEEDING, answer_many, plan_batches
 from aqa.errors import AQAError, InputError
 from aqa.eval.benchmarks import CUSTOM, Benchmark, custom_fields
-from aqa.eval.manifest import Session, companion_paths, read_manifest, run_outputs, write_json
+from aqa.eval.manifest import (
+    Session,
+    companion_paths,
+    lock_path,
+    partial_paths,
+    rank_partial_path,
+    read_manifest,
+    run_outputs,
+    write_json,
+)
 from aqa.eval.protocols import PROTOCOLS, Protocol, aqa_prediction
 from aqa.eval.questions import QuestionFile, find_audio, load_questions
+from aqa.eval.shard import Shard, locked
+from aqa.families import Family
 from aqa.jsonl import ResumableJsonl, read_results
 from aqa.loading import load, spec_family
 from aqa.model import HostEmbedding, default_device, default_precision
-from aqa.options import DecodingOptions, ModelSpec, Question, Result
+from aqa.options import AUDIO_LABELS, AUDIO_MODES, DecodingOptions, ModelSpec, Question, Result
 
 SHOWN = 10  # ids listed on the terminal before "and N more"
 # Settings that manifests of earlier releases did not record, with the value those runs had.
@@ -55,6 +74,7 @@ class RunConfig:
     protocol: str = "greedy"  # a name in PROTOCOLS
     seed: int | None = None  # seeds sampling (per batch) and the choice permutations; None: unseeded sampling
     shuffle_choices: int = 0  # K: each item is also asked with K seeded permutations of its options
+    shard: Shard = Shard()  # which process of a distributed launch this is (one process by default)
 
     @property
     def rules(self) -> Protocol:
@@ -69,8 +89,9 @@ class RunConfig:
         """The decoding the answers are made with: the protocol's own, or the command's; and the seed."""
         fixed = self.rules.decoding
         decoding = self.decoding
-        if fixed is not None:
-            decoding = dataclasses.replace(fixed, max_new_tokens=self.decoding.max_new_tokens or fixed.max_new_tokens)
+        if fixed is not None:  # a baseline keeps its audio mode under any protocol
+            tokens = self.decoding.max_new_tokens or fixed.max_new_tokens
+            decoding = dataclasses.replace(fixed, max_new_tokens=tokens, audio=self.decoding.audio)
         return dataclasses.replace(decoding, seed=self.seed)
 
     def check(self) -> None:
@@ -83,6 +104,13 @@ class RunConfig:
             raise InputError(
                 f"--protocol {self.protocol} fixes the decoding (the checkpoint's generation config): "
                 "drop --think and --sample"
+            )
+        if self.decoding.audio not in AUDIO_MODES:
+            raise InputError(f"unknown --audio {self.decoding.audio!r}: choose one of {', '.join(AUDIO_MODES)}")
+        if self.restart and self.shard.distributed:
+            raise InputError(
+                "--restart cannot be used with several processes (one would delete answers another has just "
+                "written): restart with one process and --limit 1, or use another --output"
             )
 
 
@@ -107,13 +135,16 @@ class Plan:
     missing: frozenset[str]  # ids whose audio file does not exist and that have no answer yet
     settings: dict
     earlier_runs: tuple[dict, ...]  # the sessions that wrote the answers being resumed
+    family: Family  # the model's, read from its config: batches are planned before it is loaded
 
 
 @dataclass(frozen=True)
 class RunOutcome:
     questions: QuestionFile
-    predictions: list[dict]  # the question file's records, in order, with their answers
+    predictions: list[dict]  # the question file's records, in order, with their answers (those on disk so far)
     session: Session  # this invocation
+    pending: int = 0  # questions with no answer (nor error) yet: another process's, or a failed rerun's
+    final: bool = True  # this process wrote the predictions file complete (of several, the last to finish)
 
 
 def run_repeated(config: RunConfig, runs: int) -> list[RunOutcome]:
@@ -133,31 +164,81 @@ def run_repeated(config: RunConfig, runs: int) -> list[RunOutcome]:
 
 
 def run_eval(config: RunConfig) -> RunOutcome:
-    """Answer the question file (resuming), write the predictions and the manifest; also on Ctrl-C."""
+    """Answer the question file (resuming), write the predictions and the manifest; also on Ctrl-C. Under torchrun,
+    this process's share of the batches, then the merge of every process's answers."""
     config.check()
     plan = plan_run(config)
-    questions = plan.questions
-    print(
+    questions, shard = plan.questions, config.shard
+    say(
         f"{questions.version_title} (sha256 {questions.sha256[:12]}...): {len(plan.records)} questions, "
-        f"{config.rules.label()}",
-        file=sys.stderr,
+        f"{config.rules.label()}{audio_label(config.decoding.audio)}",
+        shard,
     )
-    session = Session(started=now(), batch_size=config.batch)
+    session = Session(started=now(), batch_size=config.batch, **shard_fields(shard))
     save(plan, session)  # the manifest names the settings before the first answer is appended
-    report_missing(plan)
+    if shard.rank == 0:
+        report_missing(plan)
+        report_dropped(plan)
+    idle = False
     try:
-        with ResumableJsonl(companion_paths(config.output)[0], key="id") as partial:
-            asks = plan_asks(plan)
-            todo = [ask for ask in asks if ask.key not in partial.done and key_of(ask.record, plan) not in plan.missing]
-            done = sum(ask.key in partial.done for ask in asks)
-            print(f"{done} of {len(asks)} already answered", file=sys.stderr)
-            if todo:
-                for update in answer_records(config, todo, plan.audio, partial, session):
+        with ResumableJsonl(own_partial(config), key="id") as partial:
+            every = plan_asks(plan)
+            answered = answered_keys(config.output) | partial.done
+            asks = [ask for ask in every if key_of(ask.record, plan) not in plan.missing]
+            say(f"{sum(ask.key in answered for ask in every)} of {len(every)} already answered", shard)
+            idle = all(ask.key in answered for ask in asks)
+            asked = [question_of(ask, plan) for ask in asks]
+            batches = plan_batches(plan.family, asked, config.batch, config.rules.keep_order)
+            mine = [
+                batch
+                for number, batch in enumerate(batches)
+                if shard.owns(number) and any(asks[index].key not in answered for index in batch)
+            ]
+            if shard.distributed:
+                share = sum(len(batch) for batch in mine)
+                say(f"this process asks {len(mine)} of the {len(batches)} batches ({share} questions)", shard)
+            if mine:
+                for update in answer_records(config, asks, asked, mine, answered, partial, session):
                     session = update  # each answer is on disk; the session keeps the counts for the manifest
     finally:  # also on Ctrl-C: the answers so far become a scorable predictions file
         session = replace(session, stopped=now())
-        predictions = save(plan, session)
-    return RunOutcome(questions, predictions, session)
+        predictions, pending, completed = save(plan, session)
+    final = not shard.distributed or completed or (idle and shard.rank == 0)
+    return RunOutcome(questions, predictions, session, pending, final)
+
+
+def say(text: str, shard: Shard) -> None:
+    print(f"{shard.tag()}{text}", file=sys.stderr, flush=True)
+
+
+def audio_label(audio: str) -> str:
+    return "" if audio == "clip" else f", {AUDIO_LABELS[audio]}"
+
+
+def shard_fields(shard: Shard) -> dict:
+    """What a session records of its process: the launch's size, and in a launch of several, which one it was."""
+    if not shard.distributed:
+        return {"world_size": 1}
+    return {"world_size": shard.world, "rank": shard.rank, "host": platform.node(), "pid": os.getpid()}
+
+
+def own_partial(config: RunConfig) -> Path:
+    """The partial file this process appends to: the run's own, or with several processes, its rank's."""
+    if config.shard.distributed:
+        return rank_partial_path(config.output, config.shard.rank)
+    return companion_paths(config.output)[0]
+
+
+def question_of(ask: Ask, plan: Plan) -> Question:
+    benchmark, rules = plan.config.benchmark, plan.config.rules
+    return Question(
+        plan.audio[key_of(ask.record, plan)],
+        ask.record[benchmark.question_field],
+        ask.choices,
+        allow_duplicate_options=True,
+        channel=rules.channel,
+        key=f"{ask.key}\t{ask.record[benchmark.audio_field]}",  # seeds sampling: the same in any --audio-dir
+    )
 
 
 def key_of(record: dict, plan: Plan) -> str:
@@ -189,7 +270,7 @@ def plan_run(config: RunConfig) -> Plan:
     benchmark = config.benchmark
     questions = load_questions(config.data, benchmark)
     records = questions.records[: config.limit]
-    rows = {} if config.restart else latest_rows(companion_paths(config.output)[0])
+    rows = {} if config.restart else latest_rows(config.output)
     answered = {key for key, row in rows.items() if "error" not in row}
     key = benchmark.id_field
     audio = {str(r[key]): find_audio(config.audio_dir, r[benchmark.audio_field]) for r in records}
@@ -199,18 +280,20 @@ def plan_run(config: RunConfig) -> Plan:
             f"none of the {len(records)} audio files is under {config.audio_dir} (e.g. {next(iter(audio.values()))}); "
             f"--audio-dir is {benchmark.audio_hint}"
         )
-    settings = run_settings(config, questions)  # reads the model's config (its family): after the data's checks
+    family = spec_family(config.model)  # reads the model's config: after the data's checks
+    settings = run_settings(config, questions, family)
     earlier = check_resumable(config, settings)  # after the checks above: --restart discards answers only here
-    return Plan(config, questions, records, audio, missing, settings, tuple(earlier))
+    return Plan(config, questions, records, audio, missing, settings, tuple(earlier), family)
 
 
-def run_settings(config: RunConfig, questions: QuestionFile) -> dict:
-    """What the answers depend on: a resumed run must use the same, or its answers would mix two setups."""
+def run_settings(config: RunConfig, questions: QuestionFile, family: Family) -> dict:
+    """What the answers depend on: a resumed run must use the same, or its answers would mix two setups (among
+    them what the model heard: decoding's `audio`)."""
     device = torch.device(config.model.device) if config.model.device else default_device()
     decoding = dataclasses.asdict(config.answering) | {"max_new_tokens": config.answering.token_budget}
     return {
         "model": config.model.name,
-        "family": spec_family(config.model).name,
+        "family": family.name,
         "precision": config.model.precision or default_precision(device),
         "protocol": config.protocol,
         "decoding": decoding,
@@ -226,13 +309,16 @@ def run_settings(config: RunConfig, questions: QuestionFile) -> dict:
 def check_resumable(config: RunConfig, settings: dict) -> list[dict]:
     """The earlier sessions of this output (empty for a fresh one); InputError if they used other settings."""
     partial, manifest = companion_paths(config.output)
-    if config.restart:
-        partial.unlink(missing_ok=True)
+    if config.restart:  # one process only (RunConfig.check): no other can be writing
+        for path in partial_paths(config.output):
+            path.unlink()
         manifest.unlink(missing_ok=True)
         return []
     previous = read_manifest(config.output)
-    if previous is None or not partial.exists():
+    partials = partial_paths(config.output)
+    if previous is None or not partials:
         return []
+    partial = partials[0]
     earlier = UNRECORDED_SETTINGS | previous["settings"]  # a run from before a setting existed had its default
     if isinstance(earlier.get("decoding"), dict):
         earlier["decoding"] = dataclasses.asdict(DecodingOptions()) | earlier["decoding"]
@@ -257,11 +343,16 @@ def check_resumable(config: RunConfig, settings: dict) -> list[dict]:
 
 
 def answer_records(
-    config: RunConfig, todo: Sequence[Ask], audio: dict[str, Path], partial: ResumableJsonl, session: Session
+    config: RunConfig,
+    asks: Sequence[Ask],
+    questions: Sequence[Question],
+    batches: Sequence[Sequence[int]],
+    answered: set[str],
+    partial: ResumableJsonl,
+    session: Session,
 ) -> Iterator[Session]:
-    """Load the model and answer `todo`, appending each answer to the partial JSONL as its batch finishes; yields
-    the session, updated, after the load and after each answer."""
-    benchmark = config.benchmark
+    """Load the model and ask `batches` (indices into `asks` and their `questions`), appending each answer the
+    partial JSONL lacks as its batch finishes; yields the session, updated, after the load and after each answer."""
     clock = time.perf_counter()
     model = load(config.model)
     session = replace(
@@ -271,23 +362,15 @@ def answer_records(
         load_seconds=round(time.perf_counter() - clock, 2),
     )
     yield session
-    questions = [
-        Question(
-            audio[str(ask.record[benchmark.id_field])],
-            ask.record[benchmark.question_field],
-            ask.choices,
-            allow_duplicate_options=True,
-            channel=config.rules.channel,
-            key=f"{ask.key}\t{ask.record[benchmark.audio_field]}",  # seeds sampling: the same in any --audio-dir
-        )
-        for ask in todo
-    ]
     clock = time.perf_counter()
     answers = answer_many(
-        model, questions, config.answering, config.batch, progress=True, keep_order=config.rules.keep_order
-    )
+        model, questions, config.answering, config.batch, progress=True, keep_order=config.rules.keep_order,
+        batches=batches,
+    )  # fmt: skip
     for index, result in answers:
-        partial.write([prediction_row(todo[index], result, config)])
+        if asks[index].key in answered:  # asked again only because a kill cut its batch short: its answer stands
+            continue
+        partial.write([prediction_row(asks[index], result, config)])
         failed = isinstance(result, AQAError)
         session = replace(
             session,
@@ -325,19 +408,45 @@ def prediction_fields(
     }
 
 
-def save(plan: Plan, session: Session) -> list[dict]:
-    """(Re)write the predictions file from the partial JSONL, and the manifest."""
-    partial, manifest_path = companion_paths(plan.config.output)
-    predictions = merge(plan, latest_rows(partial))
-    write_json(plan.config.output, predictions)
-    write_json(manifest_path, manifest(plan, predictions, [*plan.earlier_runs, session.to_dict()]))
-    return predictions
+def save(plan: Plan, session: Session) -> tuple[list[dict], int, bool]:
+    """(Re)write the predictions file from every partial file, and the manifest; with several processes, one at a
+    time (under the run's lock), so that the last to save has merged every answer. Returns the predictions, how
+    many questions have no answer (nor error) yet, and whether this save is the one that found none left."""
+    config = plan.config
+    with locked(lock_path(config.output), config.shard):
+        previous = read_manifest(config.output) if config.shard.distributed else None
+        rows = latest_rows(config.output)
+        predictions = merge(plan, rows)
+        keys = [ask.key for ask in plan_asks(plan) if key_of(ask.record, plan) not in plan.missing]
+        pending = sum(key not in rows for key in keys)
+        write_json(config.output, predictions)
+        runs = session_runs(plan, session, previous)
+        write_json(companion_paths(config.output)[1], manifest(plan, predictions, runs, pending))
+    completed = pending == 0 and (previous or {}).get("pending") != 0
+    return predictions, pending, completed
 
 
-def latest_rows(path: Path) -> dict[str, dict]:
-    """Answer rows by id (an answer wins over an error row for the same id); InputError if two answers disagree.
-    Lines that cannot be used are left out here and named once, when the run reopens the file (aqa.jsonl)."""
-    return read_results(path, "id")[0] if path.exists() else {}
+def session_runs(plan: Plan, session: Session, previous: dict | None) -> list[dict]:
+    """The manifest's sessions: the earlier ones and this one; with several processes, also the other processes'
+    of this launch, as the manifest holds them (each process replaces its own entry)."""
+    own = session.to_dict()
+    if not plan.config.shard.distributed:
+        return [*plan.earlier_runs, own]
+    same = ("started", "rank", "host", "pid")
+    others = [run for run in (previous or {}).get("runs", []) if any(run.get(key) != own[key] for key in same)]
+    return [*others, own]
+
+
+def latest_rows(output: Path) -> dict[str, dict]:
+    """Answer rows by id, from every partial file of the run (each process's); an answer wins over an error row for
+    the same id; InputError if two answers disagree. Lines that cannot be used are left out here and named once,
+    when a run reopens the file (aqa.jsonl), or names what earlier processes left (report_dropped)."""
+    return read_results(partial_paths(output), "id")[0]
+
+
+def answered_keys(output: Path) -> set[str]:
+    """The ids with an answer (not an error) in any partial file of the run."""
+    return {key for key, row in latest_rows(output).items() if "error" not in row}
 
 
 def merge(plan: Plan, rows: dict[str, dict]) -> list[dict]:
@@ -362,7 +471,7 @@ def permutation_row(rows: dict[str, dict], rid: str, order: int) -> dict:
     return {key: value for key, value in row.items() if key != "id"}
 
 
-def manifest(plan: Plan, predictions: Sequence[dict], runs: list[dict]) -> dict:
+def manifest(plan: Plan, predictions: Sequence[dict], runs: list[dict], pending: int) -> dict:
     benchmark = plan.config.benchmark
     key = benchmark.id_field
     errors = {r[key]: r["error"] for r in predictions if "error" in r and str(r[key]) not in plan.missing}
@@ -384,6 +493,7 @@ def manifest(plan: Plan, predictions: Sequence[dict], runs: list[dict]) -> dict:
         "audio_dir": str(plan.config.audio_dir),
         "answered": sum(benchmark.prediction_key in record for record in predictions),
         "answered_permutations": sum(benchmark.prediction_key in p for p in permutations),
+        "pending": pending,  # questions not asked yet (their answers still to come: a run stopped, or other processes)
         "missing_audio": {"count": len(plan.missing), "ids": sorted(plan.missing)},
         "failed": {"count": len(errors), "errors": errors},
         "runs": runs,
@@ -404,6 +514,18 @@ def report_missing(plan: Plan) -> None:
         f"warning: {len(paths)} audio file(s) not found, skipped and counted wrong (listed in the manifest): {shown}",
         file=sys.stderr,
     )
+
+
+def report_dropped(plan: Plan) -> None:
+    """Name the unusable lines (cut off by a kill...) of partial files that no process of this launch reopens: those
+    an earlier launch of another size left. Their items are answered again."""
+    config = plan.config
+    own = {rank_partial_path(config.output, rank) for rank in range(config.shard.world)}
+    own = own if config.shard.distributed else {companion_paths(config.output)[0]}
+    for path in partial_paths(config.output):
+        if path not in own:
+            for line in read_results(path, "id")[1]:
+                say(f"warning: {line}: dropped; its item is answered again", config.shard)
 
 
 def describe_device(device: torch.device) -> str:

@@ -1,10 +1,14 @@
 """Checkpoint sweeps: evaluate many checkpoints on one question file, one table; optionally pick the checkpoint on
-one part of the questions and report its accuracy on the held-out rest, so that the pick is not made on the test."""
+one part of the questions and report its accuracy on the held-out rest, so that the pick is not made on the test.
+
+Under torchrun each process evaluates every N-th checkpoint on its own device (aqa.eval.shard), and the process that
+finds every checkpoint's run complete writes the table; none waits for another."""
 
 from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import re
 import sys
 from collections.abc import Sequence
@@ -15,8 +19,12 @@ from typing import NamedTuple
 import torch
 
 from aqa.errors import InputError
+from aqa.eval.manifest import manifest_version, read_manifest, write_json
+from aqa.eval.questions import read_predictions
+from aqa.eval.report import RunSummary, bar_chart, sweep_markdown
 from aqa.eval.run import RunConfig, run_eval
 from aqa.eval.score import Score, score_records, score_to_dict
+from aqa.eval.shard import Shard, locked
 
 
 class CheckpointScores(NamedTuple):  # a tuple, so that a report unpacks it as (name, all, selection, held_out)
@@ -30,6 +38,7 @@ class CheckpointScores(NamedTuple):  # a tuple, so that a report unpacks it as (
 class SweepOutcome:
     version: str | None  # the question file's version
     checkpoints: list[CheckpointScores]  # in step order
+    table: str  # sweep.md's Markdown
 
 
 def natural_key(name: str) -> list:
@@ -59,21 +68,62 @@ def holdout_ids(ids: Sequence[str], fraction: float, seed: int) -> frozenset[str
 
 
 def run_sweep(
-    config: RunConfig, checkpoints: Sequence[str], output_dir: Path, holdout: float | None, seed: int
-) -> SweepOutcome:
-    """Evaluate each checkpoint (`config` with its name as the model) into output_dir/NAME/preds.json."""
+    config: RunConfig,
+    checkpoints: Sequence[str],
+    output_dir: Path,
+    holdout: float | None,
+    seed: int,
+    chart: Path | None = None,
+) -> SweepOutcome | None:
+    """Evaluate each checkpoint (`config` with its name as the model) into output_dir/NAME/preds.json, then write
+    sweep.md, sweep.json (and the chart) from their predictions files. Under torchrun, this process's checkpoints;
+    the table is written, and returned, by the process that finds every checkpoint's run complete (None elsewhere)."""
     named = checkpoint_names(checkpoints)
     if holdout is not None:
         holdout_ids(["check"], holdout, seed)  # a bad fraction fails before hours of inference
-    results, version = [], None
-    for name, checkpoint in named:
-        print(f"== {name}", file=sys.stderr)
-        run = replace(config, model=replace(config.model, name=checkpoint), output=output_dir / name / "preds.json")
-        outcome = run_eval(run)
-        version = outcome.questions.version
-        results.append(split_scores(name, outcome.predictions, holdout, seed, config))
+    shard = config.shard
+    for number, (name, checkpoint) in enumerate(named):
+        if not shard.owns(number):
+            continue
+        print(f"{shard.tag()}== {name}", file=sys.stderr)
+        model = replace(config.model, name=checkpoint)
+        run_eval(replace(config, model=model, output=output_dir / name / "preds.json", shard=Shard()))
         release_memory()
-    return SweepOutcome(version, results)
+    with locked(output_dir / "sweep.lock", shard):
+        outcome = collect(config, named, output_dir, holdout, seed)
+        if outcome is None:
+            return None
+        summary = sweep_json(outcome, holdout, seed, config)
+        if shard.distributed and read_json(output_dir / "sweep.json") == summary:
+            return None  # another process completed the sweep and wrote the table
+        write_json(output_dir / "sweep.json", summary)
+        (output_dir / "sweep.md").write_text(outcome.table + "\n", encoding="utf-8")
+        if chart:
+            runs = [RunSummary(c.name, "checkpoint", outcome.version, c.all, None) for c in outcome.checkpoints]
+            bar_chart(runs, chart, references=False, benchmark=config.benchmark)
+    return outcome
+
+
+def collect(
+    config: RunConfig, named: Sequence[tuple[str, str]], output_dir: Path, holdout: float | None, seed: int
+) -> SweepOutcome | None:
+    """Every checkpoint's scores, read from its predictions file; None while one has questions left (another
+    process is still on it)."""
+    results, version = [], None
+    for name, _ in named:
+        output = output_dir / name / "preds.json"
+        manifest = read_manifest(output)
+        if manifest is None or manifest.get("pending", 0):
+            return None
+        version = manifest_version(manifest, config.benchmark.name)
+        predictions = read_predictions(output, config.benchmark)
+        results.append(split_scores(name, predictions, holdout, seed, config))
+    table = sweep_markdown(results, version, holdout, seed, config.benchmark)
+    return SweepOutcome(version, results, table)
+
+
+def read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def split_scores(name: str, predictions: list[dict], holdout: float | None, seed: int, config: RunConfig):
