@@ -16,21 +16,15 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import Qwen2AudioForConditionalGeneration
-from trl import get_peft_config
 
 import train.common
 import train.grpo
 from aqa import load_model
+from aqa.families import QWEN2_AUDIO
 from tests.conftest import ROOT
-from train.common import get_model, get_processor, save_final
-from train.config import (
-    LANGUAGE_MODEL_LORA_TARGETS,
-    AudioGRPOConfig,
-    AudioModelConfig,
-    DataArguments,
-    parse_config,
-)
-from train.data import AUDIO_FEATURES, DataOptions
+from train.common import get_lora_config, get_model, get_processor, save_final
+from train.config import AudioGRPOConfig, AudioModelConfig, DataArguments, parse_config
+from train.data import DataOptions
 from train.evaluation import load_eval_set
 from train.grpo import CONFIG_CLASSES, get_dataset, get_rewards, run
 from train.trainer import AudioGRPOTrainer
@@ -396,7 +390,7 @@ def make_trainer(
         args=args,
         train_dataset=get_dataset(DataArguments(train_file=str(data_file))),
         processing_class=get_processor(model_args),
-        peft_config=get_peft_config(model_args),
+        peft_config=get_lora_config(model_args, model),
         eval_set=eval_set,
     )
     if trainer.ref_model is not None:  # beta > 0 without LoRA: TRL loads a separate reference model
@@ -429,7 +423,7 @@ def test_lora_trains_only_the_language_model_and_saves_a_loadable_model(tiny_mod
     trainer, guard, model_args = make_trainer(
         tiny_model_dir, avqa_file, tmp_path, model_options=dict(use_peft=True), beta=0.04, steps_per_generation=2
     )
-    assert model_args.lora_target_modules == LANGUAGE_MODEL_LORA_TARGETS
+    assert model_args.lora_target_modules is None  # the family's: every linear layer of the language model
     trained = [name for name, parameter in trainer.model.named_parameters() if parameter.requires_grad]
     assert trained and all(".language_model.layers." in name and ".lora_" in name for name in trained)
     trainer.train()
@@ -561,12 +555,12 @@ def test_features_swapped_between_two_rows_are_caught(tiny_model_dir, avqa_file,
     def misaligned(inputs):
         output = generate(inputs)
         assert not torch.equal(output["feature_attention_mask"][0], output["feature_attention_mask"][3])
-        for key in AUDIO_FEATURES:
+        for key in QWEN2_AUDIO.audio_keys:
             output[key] = output[key][[3, 1, 2, 0]]
         return output
 
     trainer._generate_and_score_completions = misaligned
-    with pytest.raises(RuntimeError, match=r"<\|AUDIO\|> tokens but its audio features make .* encoder outputs"):
+    with pytest.raises(RuntimeError, match=r"audio tokens but its audio features make .* encoder outputs"):
         trainer.train()
 
 
@@ -584,7 +578,7 @@ def r1_aqa_loss(policy, reference, batch, rewards, beta, group_size):
     (group std + 1e-4), averaged over each completion's tokens, then over completions."""
     input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
     attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
-    audio = {key: batch[key] for key in AUDIO_FEATURES}
+    audio = {key: batch[key] for key in QWEN2_AUDIO.audio_keys}
     length = batch["completion_ids"].size(1)
 
     def token_logps(model):
@@ -728,5 +722,5 @@ def test_accelerate_config_is_zero3_with_cpu_offload_on_8_gpus():
 def test_single_gpu_recipe_is_qlora_on_the_language_model():
     recipe = ROOT / "train" / "recipes" / "grpo_qlora_24gb.yaml"
     _, training, model = parse_config(CONFIG_CLASSES, ["--config", str(recipe), "--use_cpu", "true"])
-    assert model.use_peft and model.load_in_4bit and model.lora_target_modules == LANGUAGE_MODEL_LORA_TARGETS
+    assert model.use_peft and model.load_in_4bit and model.lora_target_modules is None  # the family's targets
     assert training.num_generations == 8 and training.gradient_checkpointing
