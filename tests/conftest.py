@@ -79,6 +79,21 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def family_dirs(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
+    """A tiny checkpoint of each model family, written once per session as `aqa tiny DIR --family NAME` writes it
+    (Qwen2-Audio's is `tiny_model_dir`); an Omni family's is a whole Omni checkpoint whose thinker answers."""
+    from aqa.families import FAMILIES, QWEN2_AUDIO
+    from aqa.random_weights import build_tiny_checkpoint
+
+    return {
+        name: tiny_model_dir
+        if family is QWEN2_AUDIO
+        else build_tiny_checkpoint(tmp_path_factory.mktemp(name), family=family)
+        for name, family in FAMILIES.items()
+    }
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir):
     from aqa import load_model
 

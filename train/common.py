@@ -83,11 +83,24 @@ def setup_logging(training_args: TrainingArguments) -> None:
 
 def check_model(model_args: AudioModelConfig) -> Family:
     """The checkpoint's family, from its config, before anything loads: a wrong path, a model of no supported family,
-    or 4/8-bit for a model bitsandbytes would leave mostly unquantized (Qwen3-Omni's fused experts) is one line now."""
+    4/8-bit for a model bitsandbytes would leave mostly unquantized (Qwen3-Omni's fused experts), or LoRA dropout
+    on parameters PEFT adapts without it, is one line now."""
     precision = "4bit" if model_args.load_in_4bit else "8bit" if model_args.load_in_8bit else "fp32"
     config = read_config(model_args.model_name_or_path, precision)
     check_quantizable(config, precision)
-    return family_of(config.model_type, model_args.model_name_or_path)
+    family = family_of(config.model_type, model_args.model_name_or_path)
+    if model_args.use_peft and model_args.lora_dropout and lora_target_parameters(model_args, family):
+        raise UsageError(
+            f"--lora_dropout must be 0 for LoRA on {family.title}'s fused expert weights (PEFT's target_parameters "
+            "has no dropout): give --lora_dropout 0, or --lora_target_parameters none for the attention layers only"
+        )
+    return family
+
+
+def lora_target_parameters(model_args: AudioModelConfig, family: Family) -> list[str]:
+    """The parameters (no layers: fused MoE experts) LoRA adapts: --lora_target_parameters, else the family's."""
+    names = model_args.lora_target_parameters
+    return list(family.lora_target_parameters) if names is None else [name for name in names if name != "none"]
 
 
 def get_model(model_args: AudioModelConfig) -> PreTrainedModel:
@@ -151,10 +164,8 @@ def get_lora_config(model_args: AudioModelConfig, model: PreTrainedModel) -> Lor
         targets = [name for name, _ in model.named_modules() if re.fullmatch(pattern, name)]
         if not targets:
             raise UsageError(f"--lora_target_modules {pattern} matches no module of this {family.title} model")
-    parameters = model_args.lora_target_parameters
-    parameters = family.lora_target_parameters if parameters is None else [p for p in parameters if p != "none"]
     config.target_modules = targets
-    config.target_parameters = list(parameters) or None
+    config.target_parameters = lora_target_parameters(model_args, family) or None
     return config
 
 

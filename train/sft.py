@@ -180,9 +180,10 @@ class AudioSFTTrainer(AudioTrainerHooks, Trainer):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if self.router_aux_loss_coef:
             # The model adds the weighted load-balancing loss to its own loss only when it gets the labels, which the
-            # Trainer keeps for `answer_loss`: added here, once per micro-batch and divided by the accumulation
-            # steps, as TRL's GRPO adds it.
-            loss = loss + self.router_aux_loss_coef * outputs.aux_loss / self.current_gradient_accumulation_steps
+            # Trainer keeps for `answer_loss`: added here, once per micro-batch and, in training, divided by the
+            # accumulation steps, as TRL's GRPO adds it.
+            steps = getattr(self, "current_gradient_accumulation_steps", 1) if model.training else 1
+            loss = loss + self.router_aux_loss_coef * outputs.aux_loss / steps
         return (loss, outputs) if return_outputs else loss
 
 
