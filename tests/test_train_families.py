@@ -189,12 +189,13 @@ def test_sft_two_steps_then_resume_from_checkpoint_1(name, family_dirs, data, tm
 # --- the per-row audio check ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", NEW)
+@pytest.mark.parametrize("name", list(FAMILIES))
 def test_grpo_catches_two_swapped_rows(name, family_dirs, data, tmp_path):
-    """The first completion of one question gets the other question's audio (a 35 s clip and a 1 s one: for Audio
-    Flamingo 3 two windows against one) and the other way round: the per-row check stops the step. Built as
-    train.grpo builds it: the reference model is the family's answering model too (an Omni thinker, not the whole
-    checkpoint), and the audio placeholder is never sampled."""
+    """A deliberate misalignment in the first micro-batch: the first completion of one question gets the other
+    question's audio (a 35 s clip and a 1 s one: for Audio Flamingo 3 two windows against one) and the other way
+    round. The row counts still match; the per-row check stops the step (Qwen2-Audio included: its model checks only
+    the batch's totals). Built as train.grpo builds it: the reference model is the family's answering model too (an
+    Omni thinker, not the whole checkpoint), and the audio placeholder is never sampled."""
     family = FAMILIES[name]
     trainer, _, _ = make_trainer(
         family_dirs[name], data["windows.jsonl"], tmp_path, num_generations=2, per_device_train_batch_size=4,

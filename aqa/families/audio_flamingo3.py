@@ -14,7 +14,7 @@ from transformers import (
 )
 
 from aqa.families.base import LANGUAGE_MODEL_LINEAR_LAYERS, Family, Published, whisper_encoder_lengths
-from aqa.families.tokenizers import byte_tokenizer, whisper_features
+from aqa.families.tokenizers import byte_tokenizer, greedy_generation_config, whisper_features
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<sound>"]
@@ -102,12 +102,7 @@ class AudioFlamingo3Family(Family):
         )
 
     def build_generation_config(self, tokenizer) -> GenerationConfig:
-        ids = tokenizer.convert_tokens_to_ids
-        return GenerationConfig(
-            eos_token_id=ids("<|im_end|>"),
-            pad_token_id=ids("<|endoftext|>"),
-            bos_token_id=ids("<|endoftext|>"),
-        )
+        return greedy_generation_config(tokenizer, stops=("<|im_end|>",))
 
 
 def windows_of(samples: int) -> int:

@@ -153,6 +153,15 @@ class Parameters:
         return self.decoder_quantized >= MIN_QUANTIZED_SHARE * self.decoder_layers
 
 
+def whole_checkpoint(whole_class: type[PreTrainedModel], config: PretrainedConfig, thinker: PreTrainedModel):
+    """An Omni model of `config` (thinker, and talker if it has one) whose thinker holds `thinker`'s weights: what a
+    tiny Omni checkpoint saves, so that loading it takes the published checkpoints' path."""
+    whole = whole_class(config)
+    whole.thinker.load_state_dict(thinker.state_dict())
+    whole.generation_config = thinker.generation_config
+    return whole
+
+
 def family_parameters(family: Family, config: PretrainedConfig) -> Parameters:
     """The parameter counts of the answering model that `config` describes, counted on the meta device: exact for
     any family, and nothing is allocated."""

@@ -17,8 +17,8 @@ from transformers import (
     Qwen2VLVideoProcessor,
 )
 
-from aqa.families.base import LANGUAGE_MODEL_LINEAR_LAYERS, Family, Published
-from aqa.families.tokenizers import byte_tokenizer, whisper_features
+from aqa.families.base import LANGUAGE_MODEL_LINEAR_LAYERS, Family, Published, whole_checkpoint
+from aqa.families.tokenizers import byte_tokenizer, greedy_generation_config, whisper_features
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # The tokenizer's special tokens (Qwen2.5-Omni-7B's tokenizer_config.json), and the names its processor reads them by.
@@ -151,12 +151,7 @@ class Qwen2_5OmniFamily(Family):
         )
 
     def build_generation_config(self, tokenizer) -> GenerationConfig:
-        ids = tokenizer.convert_tokens_to_ids
-        return GenerationConfig(
-            eos_token_id=[ids("<|im_end|>"), ids("<|endoftext|>")],
-            pad_token_id=ids("<|endoftext|>"),
-            bos_token_id=ids("<|endoftext|>"),
-        )
+        return greedy_generation_config(tokenizer, stops=("<|im_end|>", "<|endoftext|>"))
 
     def checkpoint_model(self, model, tokenizer):
         talker = dict(vocab_size=len(tokenizer), **TINY_TALKER, **token_ids(tokenizer))
@@ -166,10 +161,7 @@ class Qwen2_5OmniFamily(Family):
         config = Qwen2_5OmniConfig(
             thinker_config=model.config.to_dict(), talker_config=talker, token2wav_config=TINY_TOKEN2WAV
         )
-        whole = Qwen2_5OmniForConditionalGeneration(config)
-        whole.thinker.load_state_dict(model.state_dict())
-        whole.generation_config = model.generation_config
-        return whole
+        return whole_checkpoint(Qwen2_5OmniForConditionalGeneration, config, model)
 
 
 QWEN2_5_OMNI = Qwen2_5OmniFamily(

@@ -20,8 +20,8 @@ from transformers import (
     Qwen3OmniMoeThinkerForConditionalGeneration,
 )
 
-from aqa.families.base import LANGUAGE_MODEL_LINEAR_LAYERS, Family, Published
-from aqa.families.tokenizers import byte_tokenizer, whisper_features
+from aqa.families.base import LANGUAGE_MODEL_LINEAR_LAYERS, Family, Published, whole_checkpoint
+from aqa.families.tokenizers import byte_tokenizer, greedy_generation_config, whisper_features
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SPECIAL_TOKENS = [
@@ -136,12 +136,7 @@ class Qwen3OmniFamily(Family):
         )
 
     def build_generation_config(self, tokenizer) -> GenerationConfig:
-        ids = tokenizer.convert_tokens_to_ids
-        return GenerationConfig(
-            eos_token_id=[ids("<|im_end|>"), ids("<|endoftext|>")],
-            pad_token_id=ids("<|endoftext|>"),
-            bos_token_id=ids("<|endoftext|>"),
-        )
+        return greedy_generation_config(tokenizer, stops=("<|im_end|>", "<|endoftext|>"))
 
     def audio_token_counts(self, audio):
         # Its encoder hears a clip in chunks of 100 frames (one second; n_window 50 in Qwen3-Omni-30B-A3B's config),
@@ -163,10 +158,7 @@ class Qwen3OmniFamily(Family):
         # A checkpoint without a talker, shaped as the Thinking one is published: the thinker's weights under
         # `thinker.`, and the Thinking checkpoint's chat template.
         config = Qwen3OmniMoeConfig(thinker_config=model.config.to_dict(), enable_audio_output=False)
-        whole = Qwen3OmniMoeForConditionalGeneration(config)
-        whole.thinker.load_state_dict(model.state_dict())
-        whole.generation_config = model.generation_config
-        return whole
+        return whole_checkpoint(Qwen3OmniMoeForConditionalGeneration, config, model)
 
 
 QWEN3_OMNI = Qwen3OmniFamily(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from transformers import Qwen2Tokenizer, WhisperFeatureExtractor
+from transformers import GenerationConfig, Qwen2Tokenizer, WhisperFeatureExtractor
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 
@@ -35,4 +35,14 @@ def whisper_features(chunk_length: int, **settings) -> WhisperFeatureExtractor:
     """Whisper-style log-mel features: 128 bins at 16 kHz, `chunk_length` seconds per padded window."""
     return WhisperFeatureExtractor(
         feature_size=128, sampling_rate=16000, chunk_length=chunk_length, return_attention_mask=True, **settings
+    )
+
+
+def greedy_generation_config(tokenizer, stops: Sequence[str], pad: str = "<|endoftext|>") -> GenerationConfig:
+    """A generation config with no sampling settings of its own, ending at `stops`: what the tiny Omni and Audio
+    Flamingo 3 checkpoints carry (their published generation configs set no thinker sampling)."""
+    ids = tokenizer.convert_tokens_to_ids
+    stop_ids = [ids(token) for token in stops]
+    return GenerationConfig(
+        eos_token_id=stop_ids if len(stop_ids) > 1 else stop_ids[0], pad_token_id=ids(pad), bos_token_id=ids(pad)
     )
