@@ -1,7 +1,7 @@
 """GRPO training on the tiny checkpoint: end to end from AVQA-format JSONL with real audio, evaluation while training,
 resume that restores the trained weights, settings refused before the model loads, audio in every forward pass (each
-row with its own clip), R1-AQA's loss computed by hand, a learning signal, LoRA on the language model only, two
-processes, recipes."""
+row with its own clip: the swapped-rows test of every family is in test_train_families.py), R1-AQA's loss computed by
+hand, a learning signal, LoRA on the language model only, two processes, recipes."""
 
 from __future__ import annotations
 

@@ -428,6 +428,25 @@ def test_qwen3_omni_lora_on_the_experts_resumes_and_merges(family_dirs, data, tm
     assert type(merged.hf) is FAMILIES["qwen3-omni"].model_class()
 
 
+@pytest.mark.parametrize("name", ["qwen2.5-omni", "audio-flamingo-3"])
+def test_qlora_step_as_the_one_gpu_recipe_takes_it(name, family_dirs, data, tmp_path):
+    """The one-GPU recipes' QLoRA on the tiny checkpoint (bitsandbytes NF4 runs on the CPU too): the language model's
+    linear layers in 4-bit, the encoders not, and two steps train the adapters."""
+    qlora = dict(use_peft=True, load_in_4bit=True, lora_r=4, lora_alpha=8)
+    trainer, guard, _ = make_trainer(
+        family_dirs[name], data["train.jsonl"], tmp_path, reward_funcs=[low_byte_share], model_options=qlora,
+        max_steps=2, max_completion_length=16, learning_rate=1e-2,
+    )  # fmt: skip
+    base = trainer.model.get_base_model()
+    kinds = lambda module: {type(m).__name__ for m in module.modules()}  # noqa: E731
+    assert "Linear4bit" in kinds(base.model.language_model) and "Linear4bit" not in kinds(base.model.audio_tower)
+    adapters = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    trained = dict(trainer.model.named_parameters())
+    assert any(not torch.equal(trained[n], before) for n, before in adapters.items())
+    assert guard.without_features == 0
+
+
 BAD = [
     # (family, options, the start of the one-line error): refused before anything loads
     ("qwen3-omni", ["--load_in_4bit", "true"], "Qwen3-Omni cannot be loaded in 4bit: bitsandbytes quantizes only"),

@@ -179,7 +179,8 @@ def get_processor(model_args: AudioModelConfig):
 UNSUPPORTED = {
     "use_vllm": "TRL's vLLM rollouts pass images only, never audio",
     "use_transformers_continuous_batching": "TRL's continuous batching generates from text only, without the audio",
-    "cast_lm_head_to_fp32": "TRL 1.16 reads config.tie_word_embeddings, which Qwen2-Audio's config does not have",
+    "cast_lm_head_to_fp32": "TRL 1.16 reads config.tie_word_embeddings, which Qwen2-Audio's and Audio Flamingo 3's "
+    "configs do not have",
     "model_init_kwargs": "the model is loaded from the model options (--dtype, --attn_implementation, --load_in_4bit)",
     "remove_unused_columns": "it would drop the columns the rewards and the audio collation read (answer, the clip)",
     "num_generations_eval": "evaluation answers --eval_file with aqa's greedy answering, sampling no generations",
