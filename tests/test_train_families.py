@@ -508,6 +508,15 @@ def test_family_recipes_are_r1_aqas_and_state_their_computed_memory(recipe, memo
         assert f"{estimate.host_memory} GiB of host memory" in text
 
 
+def test_the_docs_table_is_what_bench_train_memory_prints(memory):
+    text = (ROOT / "README.md").read_text()
+    table = text.split("<!-- train_memory -->\n")[1].split("<!-- /train_memory -->")[0]
+    estimates = [
+        memory[" ".join([recipe[0].removeprefix("train/recipes/"), *recipe[1:]])] for recipe in train_memory.RECIPES
+    ]
+    assert table.strip() == train_memory.markdown(estimates)
+
+
 def test_memory_of_qwen2_audios_qlora_recipe_is_near_the_measured_peak(memory):
     """The one recipe measured on a GPU (11.4 GiB peak on an H100, docs/benchmarks.md) against the arithmetic."""
     assert memory["grpo_qlora_24gb.yaml"].peak == pytest.approx(11.4, abs=0.6)
