@@ -451,10 +451,15 @@ BAD = [
     # (family, options, the start of the one-line error): refused before anything loads
     ("qwen3-omni", ["--load_in_4bit", "true"], "Qwen3-Omni cannot be loaded in 4bit: bitsandbytes quantizes only"),
     ("qwen3-omni", ["--use_peft", "true", "--lora_dropout", "0.05"], "--lora_dropout must be 0 for LoRA on Qwen3"),
+    (
+        "audio-flamingo-3",
+        ["--use_peft", "true", "--lora_target_modules", r"model\.lm\.\d+"],
+        r"--lora_target_modules model\.lm\.\d+ matches no module of this Audio Flamingo 3 model",
+    ),  # fmt: skip
 ]
 
 
-@pytest.mark.parametrize("name, options, message", BAD, ids=["4bit", "lora_dropout"])
+@pytest.mark.parametrize("name, options, message", BAD, ids=["4bit", "lora_dropout", "lora_targets"])
 @pytest.mark.parametrize("entry", ["grpo", "sft"])
 def test_settings_a_family_cannot_take_are_refused_before_loading(
     entry, name, options, message, family_dirs, data, tmp_path, capsys, monkeypatch

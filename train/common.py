@@ -83,17 +83,22 @@ def setup_logging(training_args: TrainingArguments) -> None:
 
 def check_model(model_args: AudioModelConfig) -> Family:
     """The checkpoint's family, from its config, before anything loads: a wrong path, a model of no supported family,
-    4/8-bit for a model bitsandbytes would leave mostly unquantized (Qwen3-Omni's fused experts), or LoRA dropout
-    on parameters PEFT adapts without it, is one line now."""
+    4/8-bit for a model bitsandbytes would leave mostly unquantized (Qwen3-Omni's fused experts), LoRA dropout on
+    parameters PEFT adapts without it, or LoRA targets that match no module, is one line now."""
     precision = "4bit" if model_args.load_in_4bit else "8bit" if model_args.load_in_8bit else "fp32"
     config = read_config(model_args.model_name_or_path, precision)
     check_quantizable(config, precision)
     family = family_of(config.model_type, model_args.model_name_or_path)
-    if model_args.use_peft and model_args.lora_dropout and lora_target_parameters(model_args, family):
-        raise UsageError(
-            f"--lora_dropout must be 0 for LoRA on {family.title}'s fused expert weights (PEFT's target_parameters "
-            "has no dropout): give --lora_dropout 0, or --lora_target_parameters none for the attention layers only"
-        )
+    if model_args.use_peft:
+        if model_args.lora_dropout and lora_target_parameters(model_args, family):
+            raise UsageError(
+                f"--lora_dropout must be 0 for LoRA on {family.title}'s fused expert weights (PEFT's "
+                "target_parameters has no dropout): give --lora_dropout 0, or --lora_target_parameters none for the "
+                "attention layers only"
+            )
+        with torch.device("meta"):  # the module names, without a byte of weights
+            skeleton = family.model_class()._from_config(family.answering_config(config))
+        lora_target_modules(model_args, family, skeleton)
     return family
 
 
@@ -158,15 +163,29 @@ def get_lora_config(model_args: AudioModelConfig, model: PreTrainedModel) -> Lor
     if config is None:
         return None
     family = family_of(model.config.model_type)
-    targets = model_args.lora_target_modules or family.lora_target_modules
-    if isinstance(targets, str):
-        pattern = targets
-        targets = [name for name, _ in model.named_modules() if re.fullmatch(pattern, name)]
-        if not targets:
-            raise UsageError(f"--lora_target_modules {pattern} matches no module of this {family.title} model")
-    config.target_modules = targets
+    config.target_modules = lora_target_modules(model_args, family, model)
     config.target_parameters = lora_target_parameters(model_args, family) or None
     return config
+
+
+def lora_target_modules(model_args: AudioModelConfig, family: Family, model: torch.nn.Module) -> list[str]:
+    """The modules LoRA adapts: --lora_target_modules (a regex, full-matched, or names PEFT matches exactly or as
+    suffixes), else the family's; a regex becomes the full names of the modules it matches. None matching is a
+    UsageError (checked on a meta-device copy before the weights load, see `check_model`)."""
+    targets = model_args.lora_target_modules or family.lora_target_modules
+    names = [name for name, _ in model.named_modules()]
+    if isinstance(targets, str):
+        try:
+            matched = [name for name in names if re.fullmatch(targets, name)]
+        except re.error as error:
+            raise UsageError(f"--lora_target_modules {targets} is not a regular expression ({error})") from None
+    else:
+        matched = [name for name in names if any(name == t or name.endswith(f".{t}") for t in targets)]
+        matched = list(targets) if matched else []
+    if not matched:
+        shown = targets if isinstance(targets, str) else " ".join(targets)
+        raise UsageError(f"--lora_target_modules {shown} matches no module of this {family.title} model")
+    return matched
 
 
 def get_processor(model_args: AudioModelConfig):

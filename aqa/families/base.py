@@ -3,8 +3,9 @@
 Everything that differs between Qwen2-Audio, the Qwen2.5-Omni and Qwen3-Omni thinkers and Audio Flamingo 3 is asked
 of the checkpoint's `Family`: which class loads it, which processor outputs carry the audio, how long a clip it hears
 in one piece, how many audio tokens a second becomes, what 4/8-bit leave unquantized, whether its chat template
-thinks by itself, and how its tiny and full-size random-weight versions are built. Prompts, option scoring,
-generation, streaming, windows, batching, evaluation and the app work through it, with no family test of their own.
+thinks by itself, how its tiny and full-size random-weight versions are built, and for training how a batch's audio
+is kept by row and counted, what trains and what LoRA adapts. Prompts, option scoring, generation, streaming,
+windows, batching, evaluation, the app and train/ work through it, with no family test of their own.
 """
 
 from __future__ import annotations
