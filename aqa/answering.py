@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import PurePath
 
 import torch
 from tqdm.auto import tqdm
@@ -178,10 +179,20 @@ def answer_batch(
     ]
 
 
+# How batch_seed derives a batch's seed, recorded in evaluation manifests: 1 hashed each clip's name as given (for an
+# evaluation run, its path under --audio-dir, so a copy of the data elsewhere sampled other text); 2 hashes what
+# travels with the data.
+SEEDING = 2
+
+
 def batch_seed(seed: int, questions: Sequence[Question]) -> int:
-    """The RNG seed of one batch: from the run's seed and the batch's questions, so that a batch samples the same
-    text whenever it is asked again with the same seed, and batches do not share one random stream."""
-    text = "\n".join(f"{question.name}\t{question.text}\t{question.options}" for question in questions)
+    """The RNG seed of one batch: from the run's seed and the batch's questions (each one's key, the base name of its
+    clip, its text and options), so that a batch samples the same text whenever it is asked again with the same
+    seed, on any copy of the data in any folder, and batches do not share one random stream. Never a full path: the
+    same files elsewhere would sample other text."""
+    text = "\n".join(
+        f"{question.key}\t{PurePath(question.name).name}\t{question.text}\t{question.options}" for question in questions
+    )
     return int.from_bytes(hashlib.sha256(f"{seed}\n{text}".encode()).digest()[:8], "little")
 
 

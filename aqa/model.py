@@ -14,6 +14,7 @@ from transformers import AutoConfig, AutoProcessor, BitsAndBytesConfig, PreTrain
 from aqa.defaults import DEFAULT_MODEL, PRECISIONS
 from aqa.errors import ModelError, first_line
 from aqa.families import Family, family_of, family_parameters
+from aqa.hub import check_model_reference
 
 # The torch dtype of each unquantized precision (4/8-bit keep their unquantized parts in bf16).
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -144,6 +145,7 @@ def place_embeddings(hf: PreTrainedModel, precision: str, device: torch.device, 
 
 def read_config(name_or_path: str, precision: str):
     """Read the config first: it is cheap and gives clear errors before gigabytes are touched."""
+    check_model_reference(name_or_path)  # a typo or an unreachable Hub: one line at once, no retries
     if precision not in PRECISIONS:
         raise ModelError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision in ("4bit", "8bit") and importlib.util.find_spec("bitsandbytes") is None:

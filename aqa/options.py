@@ -54,6 +54,9 @@ class Question:
     allow_duplicate_options: bool = False  # ask a benchmark item that repeats an option verbatim (MMAU has some)
     channel: str = "mix"  # how a multi-channel clip becomes mono: "mix" (average) or "first" (R1-AQA's scripts)
     limits: Limits = Limits()  # caps on the question's size, checked with the rest of the question
+    # What identifies the item wherever its files are (a benchmark id and the clip's path relative to its folder);
+    # with the clip's base name, the question and the options it seeds sampling (aqa.answering.batch_seed).
+    key: str = ""
 
     def __post_init__(self):
         # A question that is not text (a number, an object, options as a dict) is refused now, in one line: answering

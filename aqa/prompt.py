@@ -14,8 +14,9 @@ from aqa.limits import Limits, prompt_tokens_bound
 ANSWER_ONLY = "Output the final answer in <answer> </answer>."
 THINKING = "Output the thinking process in <think> </think> and final answer in <answer> </answer>."
 MIN_OPTIONS = 2
-# Qwen's control tokens are all written <|name|> (<|im_start|>, <|im_end|>, <|endoftext|>, <|AUDIO|>, <|audio_bos|>...).
-CONTROL_TOKEN = re.compile(r"<\|[^\s<>|]+\|>")
+# Qwen's control tokens are all written <|name|> (<|im_start|>, <|im_end|>, <|endoftext|>, <|AUDIO|>, <|audio_bos|>...);
+# Audio Flamingo 3's audio placeholder is <sound>.
+CONTROL_TOKEN = re.compile(r"<\|[^\s<>|]+\|>|<sound>")
 MAX_LISTED = 5  # problems of one kind named in a message; the rest are counted
 # C0 controls but tab, newline and carriage return (pasted text keeps those), and DEL.
 CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

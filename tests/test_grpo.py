@@ -292,6 +292,8 @@ def test_two_processes_on_cpu(tiny_model_dir, avqa_file, eval_file, tmp_path):
     ("args", "message"),
     [
         (["--train_file", "no/such.jsonl"], "no/such.jsonl: no such training file"),
+        (["--model_name_or_path", "no-such-model-dir"], "no-such-model-dir: no such model directory"),
+        (["--model_name_or_path", "someone/not-cached"], "HF_HUB_OFFLINE is set: build the offline tiny model"),
         (["--reward_funcs", "accuracy"], "unknown reward 'accuracy'"),
         (["--resume_from_checkpoint", "no/such/checkpoint-9"], "no such checkpoint directory"),
         (["--num_generations", "3"], "bad training settings: generation_batch_size (4) must be divisible by"),
@@ -307,6 +309,12 @@ def test_two_processes_on_cpu(tiny_model_dir, avqa_file, eval_file, tmp_path):
         (["--eval_steps", "100"], "evaluation needs questions: give --eval_file"),
         (["--use_peft", "true", "--resume_from_checkpoint", "CHECKPOINT"], "holds no LoRA adapter: a full fine-tune"),
         (["--eval_file", "no/such.json"], "no/such.json: no such eval file"),
+        # 3 usable rows, and a step takes 16 completions / 4 per prompt = 4 prompts: no step at all
+        (
+            ["--per_device_train_batch_size", "16"],
+            "3 training row(s) make no optimizer step: one step takes 4 prompts (1 process(es) x "
+            "per_device_train_batch_size 16 completions x steps_per_generation 1 / num_generations 4)",
+        ),
         (
             ["--eval_file", "EVAL", "--eval_strategy", "steps", "--load_best_model_at_end", "true"],
             "best_model accuracy",
@@ -331,6 +339,19 @@ def test_bad_settings_are_one_line_errors_before_the_model_loads(
     assert run([*base, *train_file, *args]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("error: ") and message.replace("OUT", str(out)) in error
+
+
+@pytest.mark.parametrize("think", [False, True])
+def test_each_row_carries_the_prompt_mode_its_format_reward_needs(avqa_file, think):
+    """`--think true` asks the thinking prompt, and the rows tell format_reward to hold completions to R1-AQA's
+    think-mode pattern (its rewards.py), not the answer-only one."""
+    dataset = get_dataset(DataArguments(train_file=str(avqa_file), think=think))
+    row = dataset[0]
+    assert row["think"] is think and ("<think>" in str(row["prompt"])) is think
+    [format_reward] = get_rewards(["format_reward"])
+    completion = "<think>a steady tone</think>\n<answer>Tone</answer>"
+    columns = {name: [row[name]] for name in ("answer", "options", "id", "think")}
+    assert format_reward([completion], **columns) == [1.0 if think else 0.0]
 
 
 def test_a_missing_logging_backend_is_a_one_line_error(avqa_file, tiny_model_dir, tmp_path, capsys, monkeypatch):

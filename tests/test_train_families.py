@@ -514,7 +514,7 @@ def test_family_recipes_are_r1_aqas_and_state_their_computed_memory(recipe, memo
 
 
 def test_the_docs_table_is_what_bench_train_memory_prints(memory):
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "training.md").read_text()
     table = text.split("<!-- train_memory -->\n")[1].split("<!-- /train_memory -->")[0]
     estimates = [
         memory[" ".join([recipe[0].removeprefix("train/recipes/"), *recipe[1:]])] for recipe in train_memory.RECIPES

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 
 from aqa.defaults import DEFAULT_MODEL, FAMILY_NAMES, PRECISIONS
 from aqa.options import DecodingOptions, ModelSpec
@@ -88,10 +90,14 @@ def decoding_options(args: argparse.Namespace) -> DecodingOptions:
 
 
 def quiet_libraries(debug: bool) -> None:
-    """Library warnings (generation flags, deprecations) are noise for a CLI user; --debug brings them back."""
+    """Library warnings (generation flags, deprecations) are noise for a CLI user; --debug brings them back.
+
+    transformers reads TRANSFORMERS_VERBOSITY when it is imported, so a command that never imports it (score,
+    report) does not pay the second that importing it takes; where it is already imported, it is told directly."""
     if debug:
         return
-    import transformers  # takes seconds: imported only once a command runs
-
-    transformers.logging.set_verbosity_error()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].logging.set_verbosity_error()
+    else:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     logging.getLogger("accelerate").setLevel(logging.ERROR)

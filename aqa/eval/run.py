@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from aqa.answering import answer_many
+from aqa.answering import SEEDING, answer_many
 from aqa.errors import AQAError, InputError
 from aqa.eval.benchmarks import CUSTOM, Benchmark, custom_fields
 from aqa.eval.manifest import Session, companion_paths, read_manifest, run_outputs, write_json
@@ -215,6 +215,8 @@ def run_settings(config: RunConfig, questions: QuestionFile) -> dict:
         "protocol": config.protocol,
         "decoding": decoding,
         "seed": config.seed,
+        # how a seeded sampled run's batches are seeded (aqa.answering.SEEDING); None where no seed reaches sampling
+        "seeding": SEEDING if config.seed is not None and config.answering.sample else None,
         "shuffle_choices": config.shuffle_choices,
         "prompt": "R1-AQA, thinking" if decoding["think"] else "R1-AQA, answer only",
         f"{questions.benchmark.name}_sha256": questions.sha256,
@@ -234,6 +236,16 @@ def check_resumable(config: RunConfig, settings: dict) -> list[dict]:
     earlier = UNRECORDED_SETTINGS | previous["settings"]  # a run from before a setting existed had its default
     if isinstance(earlier.get("decoding"), dict):
         earlier["decoding"] = dataclasses.asdict(DecodingOptions()) | earlier["decoding"]
+    if "seeding" not in earlier:  # recorded since seeding 2; before it, a seeded sampled run used seeding 1
+        decoding = earlier.get("decoding")
+        sampled = isinstance(decoding, dict) and decoding.get("sample")
+        earlier["seeding"] = 1 if earlier.get("seed") is not None and sampled else None
+    if earlier["seeding"] != settings["seeding"] and earlier["seeding"] is not None and settings["seeding"]:
+        raise InputError(
+            f"{partial} holds answers sampled with an older seeding (from each clip's full path), which this version "
+            "replaced by one that gives the same text wherever the data is; finish that run with the aqa release "
+            "that started it, or start over here with --restart (or another --output)"
+        )
     changed = [key for key in settings if earlier.get(key) != settings[key]]
     if changed:
         was = ", ".join(f"{key} {earlier.get(key)!r}" for key in changed)
@@ -266,6 +278,7 @@ def answer_records(
             ask.choices,
             allow_duplicate_options=True,
             channel=config.rules.channel,
+            key=f"{ask.key}\t{ask.record[benchmark.audio_field]}",  # seeds sampling: the same in any --audio-dir
         )
         for ask in todo
     ]
