@@ -264,11 +264,13 @@ def test_grpo_on_two_processes(name, family_dirs, data, tmp_path):
     assert type(aqa.load_model(str(out), precision="fp32", device="cpu").hf) is FAMILIES[name].model_class()
 
 
-@pytest.mark.parametrize("name", NEW)
-def test_sft_on_two_processes(name, family_dirs, data, tmp_path):
+def test_sft_on_two_processes(family_dirs, data, tmp_path):
     """torchrun, 2 processes, two steps with activation checkpointing, under which the Trainer's distributed data
     parallel does not look for unused parameters: it stops at the second step if any trained parameter got no
-    gradient (the Omni thinkers' vision encoder, unless frozen as training freezes it)."""
+    gradient. Qwen2.5-Omni has both kinds that audio never reaches (its vision encoder, its audio encoder's unused
+    begin/end embedding): with them trainable this run stops with "Expected to have finished reduction in the prior
+    iteration"; training freezes them. (GRPO's TRL looks for unused parameters itself.)"""
+    name = "qwen2.5-omni"
     args = ["--config", SFT_TINY, "--model_name_or_path", family_dirs[name], "--train_file", data["train.jsonl"]]
     args += ["--output_dir", tmp_path / "out", "--per_device_train_batch_size", 1, "--save_strategy", "no"]
     done = torchrun("train.sft", *args, "--activation_checkpointing", "true")

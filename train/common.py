@@ -447,9 +447,12 @@ def load_checkpoint_weights(model: torch.nn.Module, folder: str | Path) -> None:
 def fused(name: str, sources: list, by_pattern: dict[str, WeightConverter], model) -> torch.Tensor:
     """The parameter `name` from its saved parts (one tensor per expert ...), as from_pretrained converts them."""
     converter = copy.deepcopy(by_pattern[sources[0][2]])
-    for key, file, pattern in sources:
+    parts = {}
+    for file in dict.fromkeys(file for _, file, _ in sources):  # each file opened once
         with safe_open(str(file), framework="pt", device="cpu") as tensors:
-            converter.add_tensor(name, key, pattern, tensors.get_tensor(key))
+            parts |= {key: tensors.get_tensor(key) for key, in_file, _ in sources if in_file == file}
+    for key, _, pattern in sources:  # in the order from_pretrained stacks them
+        converter.add_tensor(name, key, pattern, parts[key])
     value = converter.convert(name, model=model, config=model.config)[name]
     return value[0] if isinstance(value, list) else value
 
