@@ -529,11 +529,18 @@ def test_memory_of_qwen2_audios_qlora_recipe_is_near_the_measured_peak(memory):
     assert memory["grpo_qlora_24gb.yaml"].peak == pytest.approx(11.4, abs=0.6)
 
 
-@pytest.mark.parametrize("name", NEW)
-def test_bench_grpo_step_runs_each_family_at_tiny_size(name):
-    """bench/grpo_step.py --family, as bench/run_gpu.sh runs it at full size on a GPU, here at tiny size."""
+def test_bench_grpo_step_runs_a_family_at_tiny_size():
+    """bench/grpo_step.py --family, as bench/run_gpu.sh runs it at full size on a GPU for each family, here at tiny
+    size (the family's tiny checkpoint through the tiny recipe: what differs at full size is only the recipe file, and
+    each family's parses in test_family_recipes_are_r1_aqas_and_state_their_computed_memory)."""
+    name = "audio-flamingo-3"
     args = argparse.Namespace(random_weights="tiny", family=name, steps=1, max_completion_length=2)
     report = grpo_step.measure(args)
     assert report["recipe"]["family"] == name and len(report["grpo_steps"]) == 1
     assert report["grpo_seconds_per_step"] > 0 and report["grpo_peak_memory_gib"] > 0
+    assert {family: grpo_step.recipe_of("full", FAMILIES[family]) for family in NEW} == {
+        "qwen2.5-omni": "train/recipes/qwen2.5-omni/grpo_qlora.yaml",
+        "qwen3-omni": "train/recipes/qwen3-omni/grpo_lora.yaml",
+        "audio-flamingo-3": "train/recipes/audio-flamingo-3/grpo_qlora.yaml",
+    }
     assert train.grpo.AudioGRPOTrainer is AudioGRPOTrainer  # the bench's timed trainer is gone again
