@@ -202,6 +202,8 @@ def test_grpo_catches_two_swapped_rows(name, family_dirs, data, tmp_path):
         max_steps=1, max_completion_length=2,
     )  # fmt: skip
     assert type(trainer.ref_model) is family.model_class()
+    policy, reference = trainer.model.state_dict(), trainer.ref_model.state_dict()
+    assert policy.keys() == reference.keys() and all(torch.equal(policy[k], reference[k]) for k in policy)
     assert trainer.generation_config.suppress_tokens == [trainer.model.config.audio_token_id]
     assert not hasattr(trainer.model.config, "image_token_id") or trainer.model.config.image_token_id != (
         trainer.model.config.audio_token_id
