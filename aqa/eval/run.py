@@ -189,7 +189,6 @@ def plan_run(config: RunConfig) -> Plan:
     benchmark = config.benchmark
     questions = load_questions(config.data, benchmark)
     records = questions.records[: config.limit]
-    settings = run_settings(config, questions)
     rows = {} if config.restart else latest_rows(companion_paths(config.output)[0])
     answered = {key for key, row in rows.items() if "error" not in row}
     key = benchmark.id_field
@@ -200,6 +199,7 @@ def plan_run(config: RunConfig) -> Plan:
             f"none of the {len(records)} audio files is under {config.audio_dir} (e.g. {next(iter(audio.values()))}); "
             f"--audio-dir is {benchmark.audio_hint}"
         )
+    settings = run_settings(config, questions)  # reads the model's config (its family): after the data's checks
     earlier = check_resumable(config, settings)  # after the checks above: --restart discards answers only here
     return Plan(config, questions, records, audio, missing, settings, tuple(earlier))
 
