@@ -17,12 +17,14 @@
 # here), to check the script itself before spending GPU time.
 #
 # Results: $OUT (or bench/results/gpu) holds decode.json, bf16.json, 4bit.json, mmau_bf16.json, one JSON per other
-# family and precision (qwen2.5-omni_bf16.json ...), grpo.json, ab/before_1.json, ab/after_1.json and run.log.
+# family and precision (qwen2.5-omni_bf16.json ...), grpo.json, one grpo_FAMILY.json per other family,
+# ab/before_1.json, ab/after_1.json and run.log.
 set -uo pipefail
 out=${OUT:-bench/results/gpu}
 budget=${BUDGET:-570} size=${SIZE:-full} mmau_clips=${MMAU_CLIPS:-1000}
 families="qwen2.5-omni_bf16 qwen2.5-omni_4bit audio-flamingo-3_bf16 audio-flamingo-3_4bit qwen3-omni_bf16"
-parts=${PARTS:-gpu_tests decode bf16 4bit mmau_bf16 $families grpo before_after}
+grpo_families="grpo_qwen2.5-omni grpo_audio-flamingo-3 grpo_qwen3-omni"
+parts=${PARTS:-gpu_tests decode bf16 4bit mmau_bf16 $families grpo $grpo_families before_after}
 ab_before=${AB_BEFORE:-.before}
 ab_args=${AB_ARGS:---precision bf16 --clips 64 --batch-sizes 32 --latency-runs 3 --baseline-runs 0}
 mkdir -p "$out"
@@ -80,6 +82,12 @@ bench qwen3-omni_bf16 120 --family qwen3-omni --precision bf16 --clips 32 --batc
     --baseline-runs 0 --decode-tokens 0 --think-tokens 0
 # The one-GPU recipe as written (QLoRA, 8 generations of up to 256 tokens: random weights always write all 256).
 part grpo 170 python3 -m bench.grpo_step --random-weights "$size" --steps 2 --output "$out/grpo.json"
+# Each other family's one-GPU recipe on its full-size random weights (QLoRA; Qwen3-Omni: LoRA in bf16 on attention and
+# experts, whose random checkpoint takes 59 GiB of TMPDIR and minutes to write and load).
+for family in qwen2.5-omni audio-flamingo-3 qwen3-omni; do
+    part "grpo_$family" 240 python3 -m bench.grpo_step --random-weights "$size" --family "$family" --steps 2 \
+        --output "$out/grpo_$family.json"
+done
 if [ "$ab_before" = . ] || [ -d "$ab_before/aqa" ]; then
     # shellcheck disable=SC2086  # ab_args is a list of arguments
     part before_after 160 env ROUNDS="${ROUNDS:-1}" bash bench/before_after.sh "$ab_before" "$out/ab" \

@@ -1,5 +1,6 @@
 """train.data: R1-AQA's video -> audio rewrite, the first channel of a clip, rows from JSONL or a JSON list, and the
-per-row audio check (each row's <|AUDIO|> tokens number its own clip's encoder outputs)."""
+per-row audio check (each row's <|AUDIO|> tokens number its own clip's encoder outputs; every family's in
+test_families.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import pytest
 import soundfile as sf
 import torch
 
+from aqa.families import QWEN2_AUDIO
 from aqa.prompt import build_messages
 from train.data import (
     DataOptions,
     check_audio_rows,
     collate_audio,
-    encoder_lengths,
     load_clips,
     load_examples,
     rewrite_video,
@@ -80,20 +81,16 @@ def two_clips(tmp_path_factory):
     return paths
 
 
-def test_encoder_lengths_are_the_models(tiny_model):
-    frames = torch.arange(1, 3001)
-    _, model_lengths = tiny_model.hf.model.audio_tower._get_feat_extract_output_lengths(frames)
-    assert torch.equal(encoder_lengths(frames), model_lengths)
-
-
 def test_swapped_features_pass_the_model_but_not_the_per_row_check(tiny_model, two_clips):
     conversations = [build_messages("What is it?", ["A", "B"], audio_url=str(path)) for path in two_clips]
-    batch = collate_audio(tiny_model.processor, conversations, load_clips([str(path) for path in two_clips]))
+    clips = load_clips([str(path) for path in two_clips])
+    batch = collate_audio(tiny_model.processor, QWEN2_AUDIO, conversations, clips)
     audio_token = tiny_model.hf.config.audio_token_id
-    check_audio_rows(batch["input_ids"], batch["feature_attention_mask"], audio_token)  # aligned: no error
+    audio = {key: batch[key] for key in QWEN2_AUDIO.audio_keys}
+    check_audio_rows(batch["input_ids"], audio, QWEN2_AUDIO, audio_token)  # aligned: no error
 
-    swapped = {**batch, **{key: batch[key].flip(0) for key in ("input_features", "feature_attention_mask")}}
-    with torch.no_grad():
-        tiny_model.hf(**swapped)  # Qwen2-Audio checks only the batch's totals: the misalignment goes unnoticed
-    with pytest.raises(RuntimeError, match=r"row 0 holds 25 <\|AUDIO\|> tokens but its audio features make 50"):
-        check_audio_rows(swapped["input_ids"], swapped["feature_attention_mask"], audio_token)
+    swapped = {key: value.flip(0) for key, value in audio.items()}
+    with torch.no_grad():  # Qwen2-Audio checks only the batch's totals: the misalignment goes unnoticed
+        tiny_model.hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **swapped)
+    with pytest.raises(RuntimeError, match=r"row 0 holds 25 audio tokens but its audio features make 50"):
+        check_audio_rows(batch["input_ids"], swapped, QWEN2_AUDIO, audio_token)

@@ -21,6 +21,7 @@ from aqa.cli.main import main
 from aqa.errors import ModelError
 from aqa.eval.score import official_match
 from aqa.families import FAMILIES, family_named
+from aqa.inputs import encode_conversations
 from aqa.options import DecodingOptions, Question
 from aqa.prompt import build_messages
 from aqa.random_weights import build_random_model
@@ -300,3 +301,50 @@ def test_docs_table_is_what_aqa_models_prints():
     text = (ROOT / "docs" / "models.md").read_text()
     table = text.split("<!-- aqa models -->\n")[1].split("<!-- /aqa models -->")[0]
     assert table.strip() == markdown(catalogue(list(FAMILIES.values()))).strip()
+
+
+# The lengths of the clips below, in samples: 2 s, 61 s (Audio Flamingo 3: three 30 s windows, the last of 1 s), 30 s
+# exactly (one full window) and 1 s, each a little off the frame grid.
+CLIP_SAMPLES = [16000 * 2 + 37, 16000 * 61 + 5, 16000 * 30, 16000 * 1]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_audio_by_row_gives_each_row_its_own_placeholder_count(name, family_models):
+    """Training keeps a batch's audio by row (`Family.audio_by_row`): each row's `audio_token_counts` equals the
+    placeholders the processor put in that row, the model takes every row alone with exactly those, and any
+    selection of rows (Audio Flamingo 3: windows and all) is a batch the model takes too."""
+    model = family_models[name]
+    family, hf = model.family, model.hf
+    clips = [(0.1 * np.random.default_rng(n).standard_normal(n)).astype(np.float32) for n in CLIP_SAMPLES]
+    conversations = [build_messages(QUESTION, OPTIONS, audio_url="clip") for _ in clips]
+    encoded = encode_conversations(model.processor, conversations, clips)
+    audio = family.audio_by_row(encoded, CLIP_SAMPLES)
+    assert {key: len(value) for key, value in audio.items()} == dict.fromkeys(family.audio_keys, len(clips))
+    placeholders = (encoded["input_ids"] == hf.config.audio_token_id).sum(-1)
+    assert family.audio_token_counts(audio).tolist() == placeholders.tolist()
+    ids, mask = encoded["input_ids"], encoded["attention_mask"]
+    with torch.no_grad():
+        for rows in ([0], [1], [2], [3], [2, 0], [1, 3]):
+            chunk = {key: value[rows] for key, value in audio.items()}
+            assert family.audio_token_counts(chunk).tolist() == placeholders[rows].tolist()
+            hf(input_ids=ids[rows], attention_mask=mask[rows], **family.model_audio(chunk))
+    if name == "audio-flamingo-3":
+        assert audio["input_features_mask"].any(-1).sum(-1).tolist() == [1, 3, 1, 1]  # windows per row
+
+
+def test_encoder_lengths_are_the_encoders_own():
+    """The formulas the families count placeholders with are the encoders' own, for every length of a 30 s window
+    (and none for no frames)."""
+    from transformers.models.qwen2_audio.modeling_qwen2_audio import Qwen2AudioEncoder
+    from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import _get_feat_extract_output_lengths
+
+    from aqa.families.base import whisper_encoder_lengths
+
+    frames = torch.arange(0, 3001)
+    _, whisper = Qwen2AudioEncoder._get_feat_extract_output_lengths(None, frames)
+    assert torch.equal(whisper_encoder_lengths(frames)[1:], whisper[1:]) and whisper_encoder_lengths(frames)[0] == 0
+    qwen3 = FAMILIES["qwen3-omni"].audio_token_counts({"feature_attention_mask": torch.ones(3001, 3000)[:, :0]})
+    assert qwen3.tolist() == [0] * 3001  # no frames, no tokens
+    masks = (torch.arange(3000)[None, :] < frames[:, None]).long()
+    counted = FAMILIES["qwen3-omni"].audio_token_counts({"feature_attention_mask": masks})
+    assert torch.equal(counted, _get_feat_extract_output_lengths(frames))

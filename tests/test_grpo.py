@@ -1,7 +1,7 @@
 """GRPO training on the tiny checkpoint: end to end from AVQA-format JSONL with real audio, evaluation while training,
 resume that restores the trained weights, settings refused before the model loads, audio in every forward pass (each
-row with its own clip), R1-AQA's loss computed by hand, a learning signal, LoRA on the language model only, two
-processes, recipes."""
+row with its own clip: the swapped-rows test of every family is in test_train_families.py), R1-AQA's loss computed by
+hand, a learning signal, LoRA on the language model only, two processes, recipes."""
 
 from __future__ import annotations
 
@@ -16,21 +16,15 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import Qwen2AudioForConditionalGeneration
-from trl import get_peft_config
 
 import train.common
 import train.grpo
 from aqa import load_model
+from aqa.families import QWEN2_AUDIO
 from tests.conftest import ROOT
-from train.common import get_model, get_processor, save_final
-from train.config import (
-    LANGUAGE_MODEL_LORA_TARGETS,
-    AudioGRPOConfig,
-    AudioModelConfig,
-    DataArguments,
-    parse_config,
-)
-from train.data import AUDIO_FEATURES, DataOptions
+from train.common import get_lora_config, get_model, get_processor, save_final
+from train.config import AudioGRPOConfig, AudioModelConfig, DataArguments, parse_config
+from train.data import DataOptions
 from train.evaluation import load_eval_set
 from train.grpo import CONFIG_CLASSES, get_dataset, get_rewards, run
 from train.trainer import AudioGRPOTrainer
@@ -417,7 +411,7 @@ def make_trainer(
         args=args,
         train_dataset=get_dataset(DataArguments(train_file=str(data_file))),
         processing_class=get_processor(model_args),
-        peft_config=get_peft_config(model_args),
+        peft_config=get_lora_config(model_args, model),
         eval_set=eval_set,
     )
     if trainer.ref_model is not None:  # beta > 0 without LoRA: TRL loads a separate reference model
@@ -450,7 +444,7 @@ def test_lora_trains_only_the_language_model_and_saves_a_loadable_model(tiny_mod
     trainer, guard, model_args = make_trainer(
         tiny_model_dir, avqa_file, tmp_path, model_options=dict(use_peft=True), beta=0.04, steps_per_generation=2
     )
-    assert model_args.lora_target_modules == LANGUAGE_MODEL_LORA_TARGETS
+    assert model_args.lora_target_modules is None  # the family's: every linear layer of the language model
     trained = [name for name, parameter in trainer.model.named_parameters() if parameter.requires_grad]
     assert trained and all(".language_model.layers." in name and ".lora_" in name for name in trained)
     trainer.train()
@@ -560,37 +554,6 @@ def test_resume_restores_the_trained_weights(lora, tiny_model_dir, avqa_file, tm
     assert [entry["step"] for entry in resumed.state.log_history if "loss" in entry] == [1, 2, 3]
 
 
-def two_length_file(avqa_file: Path, folder: Path) -> Path:
-    """Two questions on clips of 2 s and 1 s, so that their rows hold different numbers of <|AUDIO|> tokens."""
-    clips = avqa_file.parent / "clips"
-    rows = [
-        {"id": i, "question_text": "What is it?", "multi_choice": ["Tone", "Noise"], "answer": i, "audio_path": str(p)}
-        for i, p in enumerate([clips / "tone.wav", clips / "noise.wav"])
-    ]
-    path = folder / "two_lengths.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
-
-
-def test_features_swapped_between_two_rows_are_caught(tiny_model_dir, avqa_file, tmp_path):
-    """A deliberate misalignment in the first micro-batch: the first completion of one question gets the features of
-    the other question's clip (and the other way round). The row counts still match; the per-row check does not."""
-    two_prompts = dict(num_generations=2, per_device_train_batch_size=4, max_steps=1)
-    trainer, _, _ = make_trainer(tiny_model_dir, two_length_file(avqa_file, tmp_path), tmp_path, **two_prompts)
-    generate = trainer._generate_and_score_completions
-
-    def misaligned(inputs):
-        output = generate(inputs)
-        assert not torch.equal(output["feature_attention_mask"][0], output["feature_attention_mask"][3])
-        for key in AUDIO_FEATURES:
-            output[key] = output[key][[3, 1, 2, 0]]
-        return output
-
-    trainer._generate_and_score_completions = misaligned
-    with pytest.raises(RuntimeError, match=r"<\|AUDIO\|> tokens but its audio features make .* encoder outputs"):
-        trainer.train()
-
-
 def perturb(model) -> None:
     """Move the policy away from the reference (TRL reloads that from the checkpoint), so that the KL is not 0."""
     generator = torch.Generator().manual_seed(0)
@@ -605,7 +568,7 @@ def r1_aqa_loss(policy, reference, batch, rewards, beta, group_size):
     (group std + 1e-4), averaged over each completion's tokens, then over completions."""
     input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
     attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
-    audio = {key: batch[key] for key in AUDIO_FEATURES}
+    audio = {key: batch[key] for key in QWEN2_AUDIO.audio_keys}
     length = batch["completion_ids"].size(1)
 
     def token_logps(model):
@@ -749,5 +712,5 @@ def test_accelerate_config_is_zero3_with_cpu_offload_on_8_gpus():
 def test_single_gpu_recipe_is_qlora_on_the_language_model():
     recipe = ROOT / "train" / "recipes" / "grpo_qlora_24gb.yaml"
     _, training, model = parse_config(CONFIG_CLASSES, ["--config", str(recipe), "--use_cpu", "true"])
-    assert model.use_peft and model.load_in_4bit and model.lora_target_modules == LANGUAGE_MODEL_LORA_TARGETS
+    assert model.use_peft and model.load_in_4bit and model.lora_target_modules is None  # the family's targets
     assert training.num_generations == 8 and training.gradient_checkpointing

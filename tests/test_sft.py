@@ -41,7 +41,7 @@ def avqa_jsonl(tmp_path_factory) -> Path:
 def batch(avqa_jsonl, tiny_model):
     examples, _ = load_examples(avqa_jsonl, DataOptions(video_to_audio=True))
     items = [sft.AudioQuestions(examples)[i] for i in (1, 2, 3)]  # clips of 1, 1.5 and 2 s: different lengths
-    return items, sft.AnswerCollator(tiny_model.processor)(items)
+    return items, sft.AnswerCollator(tiny_model.processor, tiny_model.family)(items)
 
 
 def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
@@ -219,9 +219,7 @@ def test_features_swapped_between_two_rows_are_caught(batch, tiny_model):
         compute_loss_func=sft.answer_loss,
     )
     swapped = {**inputs, **{key: inputs[key][[2, 1, 0]] for key in ("input_features", "feature_attention_mask")}}
-    with pytest.raises(
-        RuntimeError, match=r"row 0 holds \d+ <\|AUDIO\|> tokens but its audio features make 50 encoder"
-    ):
+    with pytest.raises(RuntimeError, match=r"row 0 holds \d+ audio tokens but its audio features make 50 encoder"):
         trainer.compute_loss(tiny_model.hf, swapped)
 
 

@@ -12,6 +12,7 @@ import copy
 import importlib.util
 import json
 import logging
+import re
 import sys
 import time
 import zipfile
@@ -23,19 +24,20 @@ import torch
 import transformers
 from accelerate import PartialState
 from accelerate.utils import gather_object
-from peft import PeftModel
+from peft import LoraConfig, PeftModel
 from safetensors import safe_open
-from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration, Trainer, TrainingArguments
+from transformers import AutoProcessor, PreTrainedModel, Trainer, TrainingArguments
 from transformers.conversion_mapping import get_model_conversion_mapping
-from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+from transformers.core_model_loading import WeightConverter, WeightRenaming, dot_natural_key, rename_source_key
 from transformers.trainer_utils import IntervalStrategy
 from transformers.utils import ADAPTER_SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
+from trl import get_peft_config
 from trl.models import unwrap_model_for_generation
 
 from aqa.errors import AQAError, first_line
-from aqa.families import QWEN2_AUDIO, family_of
-from aqa.model import AQAModel, load_kwargs
-from train.config import AUDIO_ENCODER, AudioModelConfig, DataArguments
+from aqa.families import Family, family_of
+from aqa.model import AQAModel, check_quantizable, load_kwargs, read_config
+from train.config import AudioModelConfig, DataArguments
 from train.data import Example, load_examples
 from train.evaluation import (
     EvalSet,
@@ -79,22 +81,111 @@ def setup_logging(training_args: TrainingArguments) -> None:
     datasets.utils.logging.set_verbosity(training_args.get_process_log_level())
 
 
-def get_model(model_args: AudioModelConfig) -> Qwen2AudioForConditionalGeneration:
-    """The policy, in the recipe's dtype; 4/8-bit quantize only the language model (as `aqa.load_model` does)."""
+def check_model(model_args: AudioModelConfig) -> Family:
+    """The checkpoint's family, from its config, before anything loads: a wrong path, a model of no supported family,
+    4/8-bit for a model bitsandbytes would leave mostly unquantized (Qwen3-Omni's fused experts), LoRA dropout on
+    parameters PEFT adapts without it, or LoRA targets that match no module, is one line now."""
+    precision = "4bit" if model_args.load_in_4bit else "8bit" if model_args.load_in_8bit else "fp32"
+    config = read_config(model_args.model_name_or_path, precision)
+    check_quantizable(config, precision)
+    family = family_of(config.model_type, model_args.model_name_or_path)
+    if model_args.use_peft:
+        if model_args.lora_dropout and lora_target_parameters(model_args, family):
+            raise UsageError(
+                f"--lora_dropout must be 0 for LoRA on {family.title}'s fused expert weights (PEFT's "
+                "target_parameters has no dropout): give --lora_dropout 0, or --lora_target_parameters none for the "
+                "attention layers only"
+            )
+        with torch.device("meta"):  # the module names, without a byte of weights
+            skeleton = family.model_class()._from_config(family.answering_config(config))
+        lora_target_modules(model_args, family, skeleton)
+    return family
+
+
+def lora_target_parameters(model_args: AudioModelConfig, family: Family) -> list[str]:
+    """The parameters (no layers: fused MoE experts) LoRA adapts: --lora_target_parameters, else the family's."""
+    names = model_args.lora_target_parameters
+    return list(family.lora_target_parameters) if names is None else [name for name in names if name != "none"]
+
+
+def get_model(model_args: AudioModelConfig) -> PreTrainedModel:
+    """The policy, in the recipe's dtype, by its family's class (an Omni checkpoint's thinker only: the talker never
+    loads); 4/8-bit quantize only the language model (as `aqa.load_model` does). What audio questions never reach
+    (a vision encoder) is frozen; `--freeze_audio_encoder` freezes the audio encoder but not its projector."""
+    family = check_model(model_args)
     kwargs = {"revision": model_args.model_revision, "attn_implementation": model_args.attn_implementation}
     if model_args.load_in_4bit or model_args.load_in_8bit:
-        kwargs.update(load_kwargs(QWEN2_AUDIO, "4bit" if model_args.load_in_4bit else "8bit"))
+        kwargs.update(load_kwargs(family, "4bit" if model_args.load_in_4bit else "8bit"))
         kwargs["device_map"] = {"": PartialState().device}  # quantized weights are placed at load, one copy per GPU
     else:
         dtype = model_args.dtype
         kwargs["dtype"] = dtype if dtype in ("auto", None) else getattr(torch, dtype)
     try:
-        model = Qwen2AudioForConditionalGeneration.from_pretrained(model_args.model_name_or_path, **kwargs)
+        model = family.model_class().from_pretrained(model_args.model_name_or_path, **kwargs)
     except OSError as error:
         raise UsageError(f"cannot load {model_args.model_name_or_path}: {first_line(error)}") from None
+    # Never used, so never given a gradient: frozen, no optimizer state is kept for them, and distributed data
+    # parallel does not wait for their gradients (it would stop with "parameters that were not used").
+    freeze(model, family.unused_by_audio)
     if model_args.freeze_audio_encoder:
-        model.get_submodule(AUDIO_ENCODER).requires_grad_(False)
+        freeze(model, family.audio_encoder, keep=family.audio_projector)
     return model
+
+
+def router_aux_loss_coef(model: PreTrainedModel) -> float:
+    """The weight of a mixture-of-experts model's load-balancing loss in training; 0.0 for a dense model. TRL 1.16's
+    GRPOTrainer reads the same: the text config's router_aux_loss_coef where it has output_router_logits (Qwen3-Omni:
+    0.001, the coefficient its own forward adds the loss with)."""
+    text = model.config.get_text_config()
+    return getattr(text, "router_aux_loss_coef", 0.0) if hasattr(text, "output_router_logits") else 0.0
+
+
+def freeze(model: torch.nn.Module, prefixes: tuple[str, ...], keep: tuple[str, ...] = ()) -> None:
+    """Stop training the parameters under the modules named by `prefixes`, except those under `keep`."""
+    for name, parameter in model.named_parameters():
+        if under(name, prefixes) and not under(name, keep):
+            parameter.requires_grad_(False)
+
+
+def under(name: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether the parameter or module `name` is (inside) one of the modules named by `prefixes`."""
+    return any(name == prefix or name.startswith(f"{prefix}.") for prefix in prefixes)
+
+
+def get_lora_config(model_args: AudioModelConfig, model: PreTrainedModel) -> LoraConfig | None:
+    """TRL's LoRA config from the model options (None without --use_peft), targeting by default the family's layers
+    (`Family.lora_target_modules` and `lora_target_parameters`), a regex resolved into the full names it matches.
+
+    Resolved here because PEFT 0.21 rewrites a regex for a model whose layout changed in transformers 5 (the
+    mixture-of-experts ones, Qwen3-Omni among them) into bare layer names (q_proj, k_proj ...), which it then matches
+    at the end of any module name: in the audio encoder too. Full names mean the same to PEFT for every family."""
+    config = get_peft_config(model_args)
+    if config is None:
+        return None
+    family = family_of(model.config.model_type)
+    config.target_modules = lora_target_modules(model_args, family, model)
+    config.target_parameters = lora_target_parameters(model_args, family) or None
+    return config
+
+
+def lora_target_modules(model_args: AudioModelConfig, family: Family, model: torch.nn.Module) -> list[str]:
+    """The modules LoRA adapts: --lora_target_modules (a regex, full-matched, or names PEFT matches exactly or as
+    suffixes), else the family's; a regex becomes the full names of the modules it matches. None matching is a
+    UsageError (checked on a meta-device copy before the weights load, see `check_model`)."""
+    targets = model_args.lora_target_modules or family.lora_target_modules
+    names = [name for name, _ in model.named_modules()]
+    if isinstance(targets, str):
+        try:
+            matched = [name for name in names if re.fullmatch(targets, name)]
+        except re.error as error:
+            raise UsageError(f"--lora_target_modules {targets} is not a regular expression ({error})") from None
+    else:
+        matched = [name for name in names if any(name == t or name.endswith(f".{t}") for t in targets)]
+        matched = list(targets) if matched else []
+    if not matched:
+        shown = targets if isinstance(targets, str) else " ".join(targets)
+        raise UsageError(f"--lora_target_modules {shown} matches no module of this {family.title} model")
+    return matched
 
 
 def get_processor(model_args: AudioModelConfig):
@@ -107,7 +198,8 @@ def get_processor(model_args: AudioModelConfig):
 UNSUPPORTED = {
     "use_vllm": "TRL's vLLM rollouts pass images only, never audio",
     "use_transformers_continuous_batching": "TRL's continuous batching generates from text only, without the audio",
-    "cast_lm_head_to_fp32": "TRL 1.16 reads config.tie_word_embeddings, which Qwen2-Audio's config does not have",
+    "cast_lm_head_to_fp32": "TRL 1.16 reads config.tie_word_embeddings, which Qwen2-Audio's and Audio Flamingo 3's "
+    "configs do not have",
     "model_init_kwargs": "the model is loaded from the model options (--dtype, --attn_implementation, --load_in_4bit)",
     "remove_unused_columns": "it would drop the columns the rewards and the audio collation read (answer, the clip)",
     "num_generations_eval": "evaluation answers --eval_file with aqa's greedy answering, sampling no generations",
@@ -308,12 +400,14 @@ def installed(package: str) -> bool:
 def load_checkpoint_weights(model: torch.nn.Module, folder: str | Path) -> None:
     """Load a checkpoint's trained weights into `model`, every key matched, or raise UsageError in one line.
 
-    transformers 5 renames Qwen2-Audio's parameters at load (the files keep `language_model.model.*`, `audio_tower.*`;
-    the modules are `model.language_model.*`, `model.audio_tower.*`) and `save_pretrained` writes the old names back,
-    but the Trainer's resume calls a plain non-strict `load_state_dict`: nothing matches, a warning lists the "missing
-    keys" and training goes on from the base weights (huggingface/transformers issue 43701). Here the checkpoint's
-    keys go through the same renaming `from_pretrained` applies, and any key left unmatched is an error. A LoRA
-    checkpoint holds only the adapter, loaded by PEFT and checked the same way.
+    transformers 5 renames the parameters of older layouts at load (Qwen2-Audio's files keep `language_model.model.*`,
+    `audio_tower.*`; the modules are `model.language_model.*`, `model.audio_tower.*`; a thinker's files keep
+    `thinker.*`) and fuses some (Qwen3-Omni's experts, one file tensor per expert, are one 3-D parameter per layer),
+    and `save_pretrained` writes the files' layout back; but the Trainer's resume calls a plain non-strict
+    `load_state_dict`: nothing matches, a warning lists the "missing keys" and training goes on from the base weights
+    (huggingface/transformers issue 43701). Here the checkpoint's keys go through the same renaming and fusing
+    `from_pretrained` applies, and any key left unmatched is an error. A LoRA checkpoint holds only the adapter,
+    loaded by PEFT and checked the same way.
     """
     folder = Path(folder)
     if isinstance(model, PeftModel):
@@ -327,23 +421,50 @@ def load_checkpoint_weights(model: torch.nn.Module, folder: str | Path) -> None:
     transforms = get_model_conversion_mapping(model)
     renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
     converters = [t for t in transforms if isinstance(t, WeightConverter)]
-    saved = {rename_source_key(key, renamings, converters)[0]: (key, file) for key, file in files.items()}
+    # Each parameter's sources: (saved key, file, the converter pattern the key feeds, or None for a plain rename),
+    # in the order from_pretrained reads them (fused experts are stacked in that order)
+    sources: dict[str, list[tuple[str, Path, str | None]]] = {}
+    for key in sorted(files, key=dot_natural_key):
+        name, pattern = rename_source_key(key, renamings, converters)
+        sources.setdefault(name, []).append((key, files[key], pattern))
     parameters = model.state_dict()
-    missing, unexpected = sorted(parameters.keys() - saved.keys()), sorted(saved.keys() - parameters.keys())
+    missing, unexpected = sorted(parameters.keys() - sources.keys()), sorted(sources.keys() - parameters.keys())
     if missing or unexpected:
         raise UsageError(f"{folder}: its weights do not match the model ({key_mismatch(missing, unexpected)})")
+    renamed = {name: found[0][:2] for name, found in sources.items() if found[0][2] is None}
     by_file: dict[Path, dict[str, str]] = {}
-    for name, (key, file) in saved.items():
+    for name, (key, file) in renamed.items():
         by_file.setdefault(file, {})[name] = key
     for file, names in by_file.items():
         with safe_open(str(file), framework="pt", device="cpu") as tensors:
-            state = {name: tensors.get_tensor(key) for name, key in names.items()}
-        wrong = [name for name, tensor in state.items() if tensor.shape != parameters[name].shape]
-        if wrong:
-            name = wrong[0]
-            shapes = f"{tuple(state[name].shape)} saved, {tuple(parameters[name].shape)} in the model"
-            raise UsageError(f"{folder}: {len(wrong)} weight(s) of another shape, e.g. {name} ({shapes})")
-        model.load_state_dict(state, strict=False)
+            load_weights(model, folder, parameters, {name: tensors.get_tensor(key) for name, key in names.items()})
+    by_pattern = {pattern: converter for converter in converters for pattern in converter.source_patterns}
+    for name, found in sources.items():
+        if found[0][2] is not None:
+            load_weights(model, folder, parameters, {name: fused(name, found, by_pattern, model)})
+
+
+def fused(name: str, sources: list, by_pattern: dict[str, WeightConverter], model) -> torch.Tensor:
+    """The parameter `name` from its saved parts (one tensor per expert ...), as from_pretrained converts them."""
+    converter = copy.deepcopy(by_pattern[sources[0][2]])
+    parts = {}
+    for file in dict.fromkeys(file for _, file, _ in sources):  # each file opened once
+        with safe_open(str(file), framework="pt", device="cpu") as tensors:
+            parts |= {key: tensors.get_tensor(key) for key, in_file, _ in sources if in_file == file}
+    for key, _, pattern in sources:  # in the order from_pretrained stacks them
+        converter.add_tensor(name, key, pattern, parts[key])
+    value = converter.convert(name, model=model, config=model.config)[name]
+    return value[0] if isinstance(value, list) else value
+
+
+def load_weights(model, folder: Path, parameters: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
+    """Copy `state` into the model's parameters, each of the shape it has in the model, or UsageError in one line."""
+    wrong = [name for name, tensor in state.items() if tensor.shape != parameters[name].shape]
+    if wrong:
+        name = wrong[0]
+        shapes = f"{tuple(state[name].shape)} saved, {tuple(parameters[name].shape)} in the model"
+        raise UsageError(f"{folder}: {len(wrong)} weight(s) of another shape, e.g. {name} ({shapes})")
+    model.load_state_dict(state, strict=False)
 
 
 def checkpoint_files(folder: Path) -> dict[str, Path] | None:
@@ -484,9 +605,11 @@ def save_final(trainer: Trainer, model_args: AudioModelConfig, training_args: Tr
 
 
 def merge_adapter(model_args: AudioModelConfig, adapter_dir: Path, output_dir: Path) -> None:
-    """Fold a LoRA adapter into an unquantized copy of the base model (on the CPU: ~17 GB of RAM for 8.4B in bf16)."""
+    """Fold a LoRA adapter into an unquantized copy of the base model (on the CPU: ~17 GB of RAM for 8.4B in bf16,
+    ~64 GB for Qwen3-Omni's thinker). An Omni checkpoint's thinker is saved alone: what `aqa` loads of it."""
     dtype = torch.float32 if model_args.dtype == "float32" else torch.bfloat16
-    base = Qwen2AudioForConditionalGeneration.from_pretrained(
+    family = check_model(model_args)
+    base = family.model_class().from_pretrained(
         model_args.model_name_or_path, revision=model_args.model_revision, dtype=dtype
     )
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()

@@ -4,7 +4,8 @@
 `--learning_rate 1e-6 --beta 0.001` beats the recipe. The resolved values are logged once by `log_config`.
 
 Reusable by SFT: `DataArguments` (which rows, which prompt), `AudioModelConfig` (which checkpoint, precision, LoRA
-on the language model only, frozen audio encoder), `parse_config` and `log_config`.
+on the language model only, frozen audio encoder), `parse_config` and `log_config`. Every model family (aqa.families)
+trains with the same options: what differs (module names, LoRA targets) is asked of its family.
 """
 
 from __future__ import annotations
@@ -25,10 +26,6 @@ from train.data import DataOptions
 logger = logging.getLogger(__name__)
 
 BASE_MODEL = "Qwen/Qwen2-Audio-7B-Instruct"  # what R1-AQA was trained from
-# Every linear layer of the language model's decoder, and nothing in the audio encoder (whose attention layers are
-# also called q_proj/k_proj/v_proj, so PEFT's default names would put adapters there too). PEFT full-matches a string.
-LANGUAGE_MODEL_LORA_TARGETS = r"model\.language_model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj"
-AUDIO_ENCODER = "model.audio_tower"  # module name under Qwen2AudioForConditionalGeneration (transformers 5)
 
 
 @dataclass
@@ -98,23 +95,37 @@ class DataArguments:
 
 @dataclass
 class AudioModelConfig(ModelConfig):
-    """TRL's ModelConfig (checkpoint, dtype, LoRA, 4/8-bit) with Qwen2-Audio defaults and an encoder switch."""
+    """TRL's ModelConfig (checkpoint, dtype, LoRA, 4/8-bit) with R1-AQA's base model and an encoder switch."""
 
     model_name_or_path: str | None = field(
-        default=BASE_MODEL, metadata={"help": "Hub id or local directory of a Qwen2-Audio checkpoint to train."}
+        default=BASE_MODEL,
+        metadata={
+            "help": "Hub id or local directory of a checkpoint of any supported family (Qwen2-Audio, Qwen2.5-Omni, "
+            "Qwen3-Omni, Audio Flamingo 3; `python -m aqa models`): an Omni checkpoint's thinker is trained."
+        },
     )
     lora_target_modules: list[str] | None = field(
-        default_factory=lambda: [LANGUAGE_MODEL_LORA_TARGETS],
+        default=None,
         metadata={
-            "help": "LoRA target modules: one regex (full match) or module names. The default covers every "
-            "linear layer of the language model and nothing in the audio encoder."
+            "help": "LoRA target modules: one regex (full match) or module names. By default the model family's: "
+            "every linear layer of the language model (for Qwen3-Omni its attention projections) and nothing in "
+            "the audio or vision encoder."
+        },
+    )
+    lora_target_parameters: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "LoRA on parameters that are no layer (PEFT's target_parameters), by name suffix. By default "
+            "the family's: Qwen3-Omni's fused experts (mlp.experts.gate_up_proj, mlp.experts.down_proj), none for "
+            "the others; 'none' for none."
         },
     )
     freeze_audio_encoder: bool = field(
         default=False,
         metadata={
-            "help": f"Freeze the audio encoder ({AUDIO_ENCODER}); the projector and language model still "
-            "train. No effect with LoRA, which trains only its adapters."
+            "help": "Freeze the audio encoder (model.audio_tower in every family) except its projection into the "
+            "language model; the projector and language model still train. No effect with LoRA, which trains only "
+            "its adapters."
         },
     )
 

@@ -21,15 +21,12 @@ from tqdm.auto import tqdm
 
 from aqa.audio import CHANNELS, load_audio
 from aqa.errors import AQAError
+from aqa.families import Family
 from aqa.inputs import encode_conversations
 
 logger = logging.getLogger(__name__)
 
 AUDIO_KEYS = ("audio_path", "audio", "audio_id")  # AVQA uses audio_path, MMAU audio_id
-# The processor outputs Qwen2-Audio needs beside input_ids/attention_mask. Without them the model embeds the
-# <|AUDIO|> placeholders as plain text, with no error (transformers 5 does not check), so every forward pass must
-# receive both.
-AUDIO_FEATURES = ("input_features", "feature_attention_mask")
 
 
 @dataclass(frozen=True)
@@ -206,36 +203,42 @@ def load_clips(paths: Sequence[str], channel: str = "first") -> list[np.ndarray]
 
 
 def collate_audio(
-    processor, conversations: Sequence[Sequence[dict]], clips: Sequence[np.ndarray], add_generation_prompt: bool = True
+    processor,
+    family: Family,
+    conversations: Sequence[Sequence[dict]],
+    clips: Sequence[np.ndarray],
+    add_generation_prompt: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Model inputs for training conversations: aqa's own encoding (so training sees what inference sees), after
-    dropping the None fields a `datasets.Dataset` adds. Returns input_ids, attention_mask and AUDIO_FEATURES."""
+    dropping the None fields a `datasets.Dataset` adds. Returns input_ids, attention_mask and the family's audio
+    features (`family.audio_keys`), kept by row (`Family.audio_by_row`): the first dimension of every tensor is the
+    batch's rows, so any selection of rows takes its own audio along.
+
+    Without the features the model embeds the audio placeholders as plain text, with no error (transformers 5 does
+    not check), so every forward pass must receive them: `family.model_audio(...)` of the rows it scores."""
     cleaned = [clean_messages(messages) for messages in conversations]
-    return encode_conversations(processor, cleaned, clips, add_generation_prompt)
+    encoded = encode_conversations(processor, cleaned, clips, add_generation_prompt)
+    audio = family.audio_by_row(encoded, [len(clip) for clip in clips])
+    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], **audio}
 
 
-def encoder_lengths(frames: torch.Tensor) -> torch.Tensor:
-    """Audio-encoder outputs (= <|AUDIO|> tokens) for clips of `frames` log-mel frames: the encoder's stride-2
-    convolution, then its stride-2 pooling (Qwen2AudioEncoder._get_feat_extract_output_lengths; the processor expands
-    each <|AUDIO|> with the same formula)."""
-    return ((frames - 1) // 2 + 1 - 2) // 2 + 1
+def check_audio_rows(input_ids: torch.Tensor, audio: dict[str, torch.Tensor], family: Family, audio_token_id: int):
+    """Each row's number of audio placeholder tokens must equal what its own clip's features become through the
+    family's encoder (`Family.audio_token_counts`).
 
-
-def check_audio_rows(input_ids: torch.Tensor, feature_attention_mask: torch.Tensor, audio_token_id: int) -> None:
-    """Each row's number of <|AUDIO|> tokens must equal its own clip's encoder length.
-
-    Qwen2-Audio checks only the totals over a batch before scattering the encoder outputs into the <|AUDIO|>
+    The models check at most the totals over a batch before scattering the encoder outputs into the placeholder
     positions row after row, so features that reach the wrong rows (two clips of a batch swapped) would train on
     mismatched audio without an error. A RuntimeError here is a bug in how features travel with their rows.
     """
-    if len(input_ids) != len(feature_attention_mask):
-        raise RuntimeError(f"{len(input_ids)} rows of tokens but {len(feature_attention_mask)} of audio features")
-    expected = encoder_lengths(feature_attention_mask.sum(-1).to(input_ids.device))
+    rows = len(next(iter(audio.values())))
+    if len(input_ids) != rows:
+        raise RuntimeError(f"{len(input_ids)} rows of tokens but {rows} of audio features")
+    expected = family.audio_token_counts(audio).to(input_ids.device)
     found = (input_ids == audio_token_id).sum(-1)
     wrong = (found != expected).nonzero().flatten().tolist()
     if wrong:
         row = wrong[0]
         raise RuntimeError(
-            f"row {row} holds {int(found[row])} <|AUDIO|> tokens but its audio features make {int(expected[row])} "
+            f"row {row} holds {int(found[row])} audio tokens but its audio features make {int(expected[row])} "
             f"encoder outputs ({len(wrong)} row(s) misaligned): features and rows do not belong together"
         )

@@ -1,4 +1,5 @@
-"""GRPO post-training of Qwen2-Audio on multiple-choice audio questions: R1-AQA's recipe on TRL.
+"""GRPO post-training of an audio model on multiple-choice audio questions: R1-AQA's recipe on TRL, for Qwen2-Audio
+(R1-AQA's base) and every other supported family (the Qwen2.5-Omni and Qwen3-Omni thinkers, Audio Flamingo 3).
 
 A recipe (YAML) sets every hyper-parameter; any field can be overridden on the command line.
 
@@ -12,6 +13,9 @@ A recipe (YAML) sets every hyper-parameter; any field can be overridden on the c
     # the paper's run: 8 GPUs, DeepSpeed ZeRO-3 with CPU offload (pip install deepspeed)
     accelerate launch --config_file train/recipes/accelerate_zero3.yaml -m train.grpo \\
         --config train/recipes/grpo_paper.yaml --train_file data/avqa_train.jsonl
+
+    # another family: its recipes in train/recipes/<family>/ (R1-AQA's run on 8 GPUs, and one GPU)
+    python -m train.grpo --config train/recipes/qwen2.5-omni/grpo_qlora.yaml --train_file data/avqa_train.jsonl
 
 Several nodes: the same command on every node, adding `--num_machines N --num_processes 8N --machine_rank R
 --main_process_ip HOST0 --main_process_port 29500` after `accelerate launch`.
@@ -29,16 +33,16 @@ from pathlib import Path
 import datasets
 from accelerate import PartialState
 from transformers import set_seed
-from trl import get_peft_config
 
-from aqa.model import read_config
 from aqa.prompt import build_messages
 from train.common import (
     UsageError,
+    check_model,
     check_report_to,
     check_settings,
     get_eval_set,
     get_examples,
+    get_lora_config,
     get_model,
     get_processor,
     resume_checkpoint,
@@ -64,13 +68,13 @@ def main(argv: list[str] | None = None) -> None:
     set_up_evaluation(data_args, training_args)
     checkpoint = resume_checkpoint(training_args, model_args)
     check_report_to(training_args)
+    check_model(model_args)  # a wrong path, a model of no supported family, no Hub: one line now
     if training_args.should_log:
         log_config(data_args, model_args, training_args, path=Path(training_args.output_dir) / "run_config.json")
     log_layout(training_args)
     set_seed(training_args.seed)
 
     # --- data: one prompt per question; the audio path rides inside the prompt's audio entry ---------------------
-    read_config(model_args.model_name_or_path, "fp32")  # a wrong path, another architecture, no Hub: one line now
     dataset = get_dataset(data_args)
     check_steps(len(dataset), training_args)
     eval_set = get_eval_set(data_args)
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         args=training_args,
         train_dataset=dataset,
         processing_class=processor,
-        peft_config=get_peft_config(model_args),
+        peft_config=get_lora_config(model_args, model),
         audio_channel=data_args.audio_channel,
         eval_set=eval_set,
     )

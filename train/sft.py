@@ -5,7 +5,9 @@ through `aqa.load_audio`, tokenized by the collation GRPO uses) followed by the 
 `<answer>{correct option}</answer><|im_end|>`, i.e. what the model should emit; the loss covers those target tokens
 only (labels are -100 on the system turn, the audio, the question and the padding). Full fine-tuning, or LoRA on the
 language model's linear layers only (`--use_peft true`). The model, data and LoRA options are GRPO's
-(`train/config.py`), so the two runs differ only in the objective.
+(`train/config.py`), so the two runs differ only in the objective. Any supported family trains
+(`--model_name_or_path`: Qwen2-Audio, the Qwen2.5-Omni and Qwen3-Omni thinkers, Audio Flamingo 3); a
+mixture-of-experts model (Qwen3-Omni) adds its router's load-balancing loss, as GRPO does.
 
     # CPU smoke run on the tiny random checkpoint (`python -m aqa tiny tiny-model`)
     python -m train.sft --config train/recipes/sft_tiny_cpu.yaml --model_name_or_path tiny-model \
@@ -20,7 +22,7 @@ language model's linear layers only (`--use_peft true`). The model, data and LoR
 
 Every field of the recipe can be overridden on the command line (`--learning_rate 1e-5 --max_steps 100`). The final
 model and processor are saved in --output_dir (with LoRA: the adapter in output_dir/adapter and the merged model in
-output_dir), so `python -m aqa ask --model OUTPUT_DIR ...` loads it like any Qwen2-Audio checkpoint.
+output_dir), so `python -m aqa ask --model OUTPUT_DIR ...` loads it like any checkpoint of its family.
 Built on the HF Trainer with an audio collator rather than TRL's SFTTrainer: the prompt must be tokenized exactly as
 at inference (audio features included), and the answer-only labels stay in plain view here.
 """
@@ -35,21 +37,23 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainingArguments, set_seed
-from trl import get_peft_config
 
 from aqa.audio import load_audio
-from aqa.model import read_config
+from aqa.families import Family, family_of
 from aqa.prompt import build_messages
 from train.common import (
     AudioTrainerHooks,
     UsageError,
+    check_model,
     check_report_to,
     check_settings,
     get_eval_set,
     get_examples,
+    get_lora_config,
     get_model,
     get_processor,
     resume_checkpoint,
+    router_aux_loss_coef,
     run_main,
     save_final,
     set_up_evaluation,
@@ -69,6 +73,13 @@ class SFTConfig(TrainingArguments, SaveArguments):
 
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Must stay False: the audio collator reads fields the model's forward lacks."}
+    )
+    router_aux_loss_coef: float | None = field(
+        default=None,
+        metadata={
+            "help": "Weight of a mixture-of-experts model's load-balancing loss (Qwen3-Omni), as GRPO's option of the "
+            "same name: by default the model config's router_aux_loss_coef (0.001 for Qwen3-Omni); 0 leaves it out."
+        },
     )
 
 
@@ -101,13 +112,15 @@ class AudioQuestions(Dataset):
 class AnswerCollator:
     """Prompt tokens exactly as at inference, then the target tokens; labels only on the target; right padding."""
 
-    processor: object  # Qwen2AudioProcessor
-    features_dtype: torch.dtype = torch.float32  # the model's dtype: the audio encoder does not cast its input
+    processor: object  # the checkpoint's processor
+    family: Family
+    features_dtype: torch.dtype = torch.float32  # the model's dtype: some audio encoders do not cast their input
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        """input_ids, attention_mask, labels and the audio kept by row (`Family.audio_by_row`)."""
         examples = [item["example"] for item in items]
         conversations = [build_messages(e.question, e.options, audio_url=e.audio_path) for e in examples]
-        prompts = collate_audio(self.processor, conversations, [item["samples"] for item in items])
+        prompts = collate_audio(self.processor, self.family, conversations, [item["samples"] for item in items])
         tokenizer = self.processor.tokenizer
         # Tokenized apart from the prompt, so the boundary is exactly where generation starts at inference.
         targets = [tokenizer(answer_target(e.answer), add_special_tokens=False)["input_ids"] for e in examples]
@@ -120,18 +133,20 @@ class AnswerCollator:
             "input_ids": torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in rows]),
             "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows]),
             "labels": torch.tensor([labels + [IGNORE_INDEX] * (width - len(labels)) for _, labels in rows]),
-            "input_features": prompts["input_features"].to(self.features_dtype),
-            "feature_attention_mask": prompts["feature_attention_mask"],
+            **{
+                key: prompts[key].to(self.features_dtype) if prompts[key].is_floating_point() else prompts[key]
+                for key in self.family.audio_keys
+            },
         }
 
 
 def answer_loss(outputs, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
     """Cross-entropy of the target tokens only, summed, over the number of target tokens in the accumulated batch.
 
-    Qwen2-Audio's own loss is a per-micro-batch mean that ignores `num_items_in_batch`, yet the Trainer (seeing
-    `**kwargs` in its forward) would treat it as already scaled for gradient accumulation: this function is the
-    token-weighted loss the Trainer expects. Only target positions are gathered, so the full-vocabulary logits of the
-    prompt are never upcast.
+    The models' own loss is a per-micro-batch mean that ignores `num_items_in_batch` (Qwen2-Audio's), yet the Trainer
+    (seeing `**kwargs` in its forward) would treat it as already scaled for gradient accumulation: this function is
+    the token-weighted loss the Trainer expects. Only target positions are gathered, so the full-vocabulary logits of
+    the prompt are never upcast.
     """
     targets = labels[:, 1:].to(outputs.logits.device)  # position t predicts token t + 1
     keep = targets != IGNORE_INDEX
@@ -141,20 +156,35 @@ def answer_loss(outputs, labels: torch.Tensor, num_items_in_batch: torch.Tensor 
 
 
 class AudioSFTTrainer(AudioTrainerHooks, Trainer):
-    """The HF Trainer with the hooks GRPO's trainer shares (strict resume, saved config, aqa evaluation) and a check
-    that every row of a batch carries its own clip's features."""
+    """The HF Trainer with the hooks GRPO's trainer shares (strict resume, saved config, aqa evaluation), a check
+    that every row of a batch carries its own clip's features, and a mixture-of-experts model's load-balancing loss.
+    """
 
     def __init__(self, model, *args, eval_set: EvalSet | None = None, **kwargs):
         if kwargs.get("args") is not None:
             check_settings(kwargs["args"])
         self.remember_loaded_config(model)
         self.eval_set = eval_set
+        self.family = family_of(model.config.model_type)
         self._audio_token_id = model.config.audio_token_id
         super().__init__(model, *args, eval_dataset=eval_set, **kwargs)
+        coef = getattr(self.args, "router_aux_loss_coef", None)
+        self.router_aux_loss_coef = router_aux_loss_coef(model) if coef is None else coef
 
-    def compute_loss(self, model, inputs, *args, **kwargs):
-        check_audio_rows(inputs["input_ids"], inputs["feature_attention_mask"], self._audio_token_id)
-        return super().compute_loss(model, inputs, *args, **kwargs)
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        audio = {key: inputs[key] for key in self.family.audio_keys}
+        check_audio_rows(inputs["input_ids"], audio, self.family, self._audio_token_id)
+        inputs = {key: value for key, value in inputs.items() if key not in audio} | self.family.model_audio(audio)
+        if self.router_aux_loss_coef:
+            inputs["output_router_logits"] = True
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if self.router_aux_loss_coef:
+            # The model adds the weighted load-balancing loss to its own loss only when it gets the labels, which the
+            # Trainer keeps for `answer_loss`: added here, once per micro-batch and, in training, divided by the
+            # accumulation steps, as TRL's GRPO adds it.
+            steps = getattr(self, "current_gradient_accumulation_steps", 1) if model.training else 1
+            loss = loss + self.router_aux_loss_coef * outputs.aux_loss / steps
+        return (loss, outputs) if return_outputs else loss
 
 
 def get_answer_examples(data_args: DataArguments) -> list[Example]:
@@ -180,7 +210,7 @@ def check_steps(rows: int, training_args: SFTConfig) -> None:
 def check_tokenizer(processor) -> None:
     tokenizer = processor.tokenizer
     if tokenizer.convert_tokens_to_ids(END_OF_TURN) in (None, tokenizer.unk_token_id):
-        raise UsageError(f"the tokenizer has no {END_OF_TURN} token: is this a Qwen2-Audio checkpoint?")
+        raise UsageError(f"the tokenizer has no {END_OF_TURN} token, which ends every answer in the supported families")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -191,19 +221,19 @@ def main(argv: list[str] | None = None) -> None:
     set_up_evaluation(data_args, training_args)
     checkpoint = resume_checkpoint(training_args, model_args)
     check_report_to(training_args)
+    family = check_model(model_args)  # a wrong path, a model of no supported family, no Hub: one line now
     if training_args.should_log:
         log_config(data_args, model_args, training_args, path=Path(training_args.output_dir) / "run_config.json")
     set_seed(training_args.seed)
 
-    # --- data and model: checked before the (long) audio check, so a wrong path fails at once --------------------
-    read_config(model_args.model_name_or_path, "fp32")  # one-line error for a wrong path or another architecture
+    # --- data and model ----------------------------------------------------------------------------------------------
     examples = get_answer_examples(data_args)
     check_steps(len(examples), training_args)
     eval_set = get_eval_set(data_args)
     processor = get_processor(model_args)
     check_tokenizer(processor)
     model = get_model(model_args)
-    peft_config = get_peft_config(model_args)
+    peft_config = get_lora_config(model_args, model)
     if peft_config is not None:
         from peft import get_peft_model
 
@@ -216,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
         model=model,
         args=training_args,
         train_dataset=AudioQuestions(examples, data_args.audio_channel),
-        data_collator=AnswerCollator(processor, features_dtype=model.dtype),
+        data_collator=AnswerCollator(processor, family, features_dtype=model.dtype),
         processing_class=processor,
         compute_loss_func=answer_loss,
         eval_set=eval_set,

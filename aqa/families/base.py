@@ -3,12 +3,14 @@
 Everything that differs between Qwen2-Audio, the Qwen2.5-Omni and Qwen3-Omni thinkers and Audio Flamingo 3 is asked
 of the checkpoint's `Family`: which class loads it, which processor outputs carry the audio, how long a clip it hears
 in one piece, how many audio tokens a second becomes, what 4/8-bit leave unquantized, whether its chat template
-thinks by itself, and how its tiny and full-size random-weight versions are built. Prompts, option scoring,
-generation, streaming, windows, batching, evaluation and the app work through it, with no family test of their own.
+thinks by itself, how its tiny and full-size random-weight versions are built, and for training how a batch's audio
+is kept by row and counted, what trains and what LoRA adapts. Prompts, option scoring, generation, streaming,
+windows, batching, evaluation, the app and train/ work through it, with no family test of their own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +27,17 @@ BYTES_PER_PARAM = {"bf16": 2.0, "fp16": 2.0, "fp32": 4.0, "4bit": 0.516, "8bit":
 # Where most of the decoder layers' weights are not nn.Linear layers (Qwen3-Omni's experts are fused 3-D tensors:
 # 29.0B of its thinker's 31.7B parameters), 4/8-bit would save next to nothing and are refused.
 MIN_QUANTIZED_SHARE = 0.5
+# Every linear layer of the language model's decoder (attention and MLP projections), and nothing in the audio or
+# vision encoder, whose attention layers are also called q_proj/k_proj/v_proj. A regex PEFT matches against full
+# module names; the same names hold in all four families (transformers 5's layout).
+LANGUAGE_MODEL_LINEAR_LAYERS = r"model\.language_model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj"
+
+
+def whisper_encoder_lengths(frames: torch.Tensor) -> torch.Tensor:
+    """Encoder outputs (= audio placeholder tokens) for clips of `frames` log-mel frames, in a Whisper-style encoder:
+    its stride-2 convolution, then its stride-2 pooling (Qwen2AudioEncoder._get_feat_extract_output_lengths; the
+    processor expands each placeholder with the same formula). No frames give no outputs."""
+    return ((frames - 1) // 2 + 1 - 2) // 2 + 1
 
 
 @dataclass(frozen=True)
@@ -46,11 +59,19 @@ class Family:
     name: str  # the --family value: "qwen2-audio", "qwen2.5-omni", "qwen3-omni", "audio-flamingo-3"
     title: str  # for people: "Qwen2-Audio"
     model_types: tuple[str, ...]  # config.model_type values of its checkpoints (an Omni checkpoint or its thinker)
-    audio_keys: tuple[str, ...]  # the processor outputs that carry the audio to the model's forward
+    audio_keys: tuple[str, str]  # the processor outputs that carry the audio to the model's forward: features, mask
     heard_seconds: float  # the longest clip the processor and encoder take in one piece; longer clips are cut
     audio_tokens_per_second: float  # audio placeholder tokens per second of clip (for length estimates)
     keep_unquantized: tuple[str, ...]  # module-name prefixes 4/8-bit keep in bf16 (encoders, projector, head)
     published: tuple[Published, ...]  # the checkpoints `aqa models` lists
+    # Training (train/). Parameter-name prefixes:
+    audio_encoder: tuple[str, ...]  # what --freeze_audio_encoder freezes ...
+    audio_projector: tuple[str, ...]  # ... except these, which map its outputs into the language model and still train
+    unused_by_audio: tuple[str, ...]  # what audio questions never reach (a vision encoder): always frozen in training
+    # LoRA: the modules (a regex PEFT full-matches) and the bare parameters (fused MoE experts, which are no modules
+    # PEFT can wrap; PEFT's `target_parameters`) that get adapters by default.
+    lora_target_modules: str
+    lora_target_parameters: tuple[str, ...]
 
     # What loads a checkpoint for text answers (an Omni model's thinker only: no talker weights in memory).
     def model_class(self) -> type[PreTrainedModel]:
@@ -66,6 +87,23 @@ class Family:
     def thinking_style(self, config: PretrainedConfig, processor: ProcessorMixin) -> str:
         """'native' for a checkpoint that reasons before it answers whatever the prompt asks, else 'none'."""
         return "none"
+
+    # Training batches: the audio of each row travels with the row. The processor's audio outputs (`audio_keys`) are
+    # kept "by row" (first dimension = the batch's rows), so that selecting, shuffling or splitting rows (TRL does all
+    # three) takes each row's own features; `model_audio` turns rows back into what the model's forward takes.
+    def audio_by_row(self, inputs: dict[str, torch.Tensor], clip_samples: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The processor's audio outputs for a batch of clips (`clip_samples`: each clip's length in samples, in
+        row order), one entry per row. Qwen2-Audio's features already are: one padded row of frames per clip."""
+        return {key: inputs[key] for key in self.audio_keys}
+
+    def model_audio(self, audio: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The forward's audio arguments for rows kept by `audio_by_row` (or any selection of them)."""
+        return audio
+
+    def audio_token_counts(self, audio: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per row of `audio` (as `audio_by_row` keeps it), how many audio placeholder tokens its own features become
+        through the encoder: what the row's prompt must hold for the features to land on it."""
+        return whisper_encoder_lengths(audio[self.audio_keys[1]].sum(-1))
 
     def audio_content(self, name: str) -> dict:
         """The audio's entry in a chat message; `name` is only a label, never fetched. Qwen2-Audio's 2024 template

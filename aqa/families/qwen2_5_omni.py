@@ -17,7 +17,7 @@ from transformers import (
     Qwen2VLVideoProcessor,
 )
 
-from aqa.families.base import Family, Published, whole_checkpoint
+from aqa.families.base import LANGUAGE_MODEL_LINEAR_LAYERS, Family, Published, whole_checkpoint
 from aqa.families.tokenizers import byte_tokenizer, greedy_generation_config, whisper_features
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -174,6 +174,13 @@ QWEN2_5_OMNI = Qwen2_5OmniFamily(
     heard_seconds=300.0,
     audio_tokens_per_second=25.0,
     keep_unquantized=("model.audio_tower", "model.visual", "lm_head"),
+    audio_encoder=("model.audio_tower",),
+    # The encoder's last layer projects to the language model's width: the projector, inside the audio tower.
+    audio_projector=("model.audio_tower.proj",),
+    # The vision encoder, and the encoder's audio begin/end embedding, which its forward never uses.
+    unused_by_audio=("model.visual", "model.audio_tower.audio_bos_eos_token"),
+    lora_target_modules=LANGUAGE_MODEL_LINEAR_LAYERS,
+    lora_target_parameters=(),
     published=(
         Published(
             hub_id="Qwen/Qwen2.5-Omni-7B",

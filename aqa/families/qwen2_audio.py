@@ -12,7 +12,7 @@ from transformers import (
     Qwen2AudioProcessor,
 )
 
-from aqa.families.base import Family, Published
+from aqa.families.base import LANGUAGE_MODEL_LINEAR_LAYERS, Family, Published
 from aqa.families.tokenizers import byte_tokenizer, whisper_features
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"]
@@ -105,6 +105,11 @@ QWEN2_AUDIO = Qwen2AudioFamily(
     # and again by pooling.
     audio_tokens_per_second=25.0,
     keep_unquantized=("model.audio_tower", "model.multi_modal_projector", "lm_head"),
+    audio_encoder=("model.audio_tower",),
+    audio_projector=("model.multi_modal_projector",),
+    unused_by_audio=(),
+    lora_target_modules=LANGUAGE_MODEL_LINEAR_LAYERS,
+    lora_target_parameters=(),
     published=(
         Published(
             hub_id="mispeech/r1-aqa",

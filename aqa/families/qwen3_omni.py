@@ -20,7 +20,7 @@ from transformers import (
     Qwen3OmniMoeThinkerForConditionalGeneration,
 )
 
-from aqa.families.base import Family, Published, whole_checkpoint
+from aqa.families.base import LANGUAGE_MODEL_LINEAR_LAYERS, Family, Published, whole_checkpoint
 from aqa.families.tokenizers import byte_tokenizer, greedy_generation_config, whisper_features
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -138,6 +138,14 @@ class Qwen3OmniFamily(Family):
     def build_generation_config(self, tokenizer) -> GenerationConfig:
         return greedy_generation_config(tokenizer, stops=("<|im_end|>", "<|endoftext|>"))
 
+    def audio_token_counts(self, audio):
+        # Its encoder hears a clip in chunks of 100 frames (one second; n_window 50 in Qwen3-Omni-30B-A3B's config),
+        # each 13 tokens after three stride-2 convolutions, and the remainder by the same convolutions
+        # (Qwen3OmniMoeAudioEncoder's _get_feat_extract_output_lengths, which its processor uses too).
+        frames = audio["feature_attention_mask"].sum(-1)
+        rest = (frames % 100 - 1) // 2 + 1
+        return ((rest - 1) // 2 + 1 - 1) // 2 + 1 + (frames // 100) * 13
+
     def thinking_style(self, config, processor) -> str:
         # The Thinking checkpoint is published without a talker (enable_audio_output false) and reasons in
         # <think> ... </think> before it answers; the Instruct one speaks and answers directly. Its chat template
@@ -164,6 +172,16 @@ QWEN3_OMNI = Qwen3OmniFamily(
     # 13 tokens per 100 feature frames (one second): three stride-2 convolutions over 1 s chunks.
     audio_tokens_per_second=13.0,
     keep_unquantized=("model.audio_tower", "model.visual", "lm_head"),
+    audio_encoder=("model.audio_tower",),
+    # Two linear layers at the end of the audio tower project to the language model's width: the projector.
+    audio_projector=("model.audio_tower.proj1", "model.audio_tower.proj2"),
+    unused_by_audio=("model.visual",),
+    # The language model's linear layers are its attention projections only: each MLP is a mixture of 128 experts
+    # whose weights are two fused 3-D parameters per layer (29.0B of the thinker's 31.7B parameters), which PEFT
+    # adapts through `target_parameters`. The router (mlp.gate) keeps its weights: LoRA changes what the experts
+    # compute, not which ones a token goes to.
+    lora_target_modules=LANGUAGE_MODEL_LINEAR_LAYERS,
+    lora_target_parameters=("mlp.experts.gate_up_proj", "mlp.experts.down_proj"),
     published=(
         Published(
             hub_id="Qwen/Qwen3-Omni-30B-A3B-Instruct",
