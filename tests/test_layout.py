@@ -101,8 +101,54 @@ def test_library_modules_never_import_the_command_line():
     command_line.add("aqa.__main__")  # `python -m aqa` is the command line too
     for module, targets in graph.items():
         if module not in command_line:
-            allowed = {"aqa.cli.args", "aqa.cli"} if module == "app" else set()
+            allowed = {"aqa.cli.args", "aqa.cli"} if module.startswith("aqa.app") else set()
             assert targets & command_line <= allowed, module
+
+
+def external_imports(path: Path) -> set[str]:
+    """The top-level names of everything a file imports, at module level or in a function."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names.add(node.module or "")
+    return names
+
+
+def app_rooms() -> list[str]:
+    """The app package's modules in the order its docstring gives them, each importing only those before it."""
+    import aqa.app
+
+    listing = aqa.app.__doc__.split("Imports run downward")[1]
+    return [f"aqa.app.{line.split()[0]}" for line in listing.splitlines() if line.startswith("    ")]
+
+
+def test_the_library_never_imports_the_app_or_gradio():
+    """The app (aqa/app/, app.py) stands above the library: no library module imports it, or Gradio."""
+    for name, path in project_modules().items():
+        if name == "app" or name.startswith("aqa.app") or not name.startswith("aqa"):
+            continue
+        imports = external_imports(path)
+        assert not {module for module in imports if module == "gradio" or module.startswith("gradio.")}, name
+        assert not {module for module in imports if module.startswith("aqa.app")}, name
+
+
+def test_the_app_is_rooms_whose_imports_run_downward():
+    """Every module of aqa/app/ is a room of the docstring's list, no longer than ~300 lines, importing only the
+    rooms above it; app.py is a thin entry point into them."""
+    rooms = app_rooms()
+    graph = import_graph()
+    assert sorted(rooms) == sorted(name for name in graph if name.startswith("aqa.app.")), "every module listed"
+    for number, room in enumerate(rooms):
+        path = project_modules()[room]
+        assert len(path.read_text(encoding="utf-8").splitlines()) <= 300, f"{room} is over 300 lines"
+        above = {other for other in graph[room] if other.startswith("aqa.app")} - {"aqa.app"}
+        assert above <= set(rooms[:number]), f"{room} imports {sorted(above - set(rooms[:number]))}, not above it"
+    entry = ROOT / "app.py"
+    assert len(entry.read_text(encoding="utf-8").splitlines()) <= 30
+    assert external_imports(entry) <= {"sys", "aqa.app", "aqa.app.launching"}
 
 
 SOURCES = sorted(

@@ -1,0 +1,57 @@
+"""The inputs a request brings, checked before the models are reached: every problem as one line, and the clip
+decoded only once its header is admitted. Neither Gradio nor torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import aqa
+from aqa.app.settings import AppSettings, age_text
+from aqa.errors import AQAError, AudioError, InputError
+from aqa.prompt import question_problems
+
+NO_AUDIO = "no audio: upload a file or record one with the microphone"
+
+
+def options_from_text(text: str | None) -> list[str]:
+    """One option per line, stripped; empty lines are not options."""
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def load_clip(path: str | None, settings: AppSettings) -> np.ndarray:
+    """The aqa loader, refusing a clip over the app's cap from its header, with messages that name the uploaded file
+    rather than Gradio's cache path."""
+    if not path:
+        raise InputError(NO_AUDIO)
+    if not isinstance(path, str):
+        raise InputError(f"audio must be an uploaded file, not {type(path).__name__}")
+    name = Path(path).name
+    if not Path(path).exists():  # the page still shows a clip whose upload the housekeeping has removed
+        raise AudioError(
+            f"{name}: the upload is gone (uploads are kept {age_text(settings.keep_uploads)}); upload it again"
+        )
+    try:
+        return aqa.load_audio(path, max_seconds=settings.max_seconds)
+    except AudioError as error:
+        raise AudioError(str(error).replace(str(path), name)) from None
+
+
+def check_inputs(settings: AppSettings, audio, question, options) -> tuple[list[str], np.ndarray | None]:
+    """Every problem with the inputs (one line each, the clip's first), and the decoded clip when they are good."""
+    problems, samples = [], None
+    try:
+        samples = load_clip(audio, settings)
+    except AQAError as error:
+        problems.append(str(error))
+    problems += question_problems(question, options if options is not None else [], limits=settings.limits)
+    return problems, (None if problems else samples)
+
+
+def checked_clip(settings: AppSettings, audio, question, options) -> np.ndarray:
+    """The decoded clip, or an InputError listing every problem with the inputs."""
+    problems, samples = check_inputs(settings, audio, question, options)
+    if problems:
+        raise InputError("; ".join(problems))
+    return samples
