@@ -50,6 +50,7 @@ class Server:
 def app_server(args: list[str], folder: Path, environ: dict[str, str] | None = None) -> Iterator[Server]:
     """`python app.py ARGS --port FREE` on loopback, its cache and log in `folder`; stopped (SIGTERM) afterwards."""
     port, cache, log = free_port(), folder / "cache", folder / "app.log"
+    folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "app.py", *args, "--port", str(port)]
     offline = {"GRADIO_TEMP_DIR": str(cache), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     with log.open("w") as output:

@@ -27,13 +27,16 @@ from gradio_client.exceptions import AppError
 
 import app
 import aqa
-from aqa.app import checks, flags, launching, showing, slot
+from aqa.app import admission, checks, flags, launching, showing, slot
 from aqa.app import history as app_history
 from aqa.app.housekeeping import Cache
 from aqa.app.page import build_demo
 from aqa.app.settings import ASSETS, EXAMPLES, AppSettings, MiB
 from aqa.limits import Limits
 from aqa.prompt import check_question
+from aqa.windows import window_spans
+from bench import attack_requests
+from bench.attack_requests import file_data
 from bench.serving import free_port, wait_until_up
 
 # Small caps so that the fixtures' files and texts cross them (the text caps below the library's own, to show that the
@@ -333,6 +336,162 @@ def test_compare_answers_with_both_models_in_one_call(compare_server, tiny_model
     assert models[0] == str(tiny_model_dir) and models[-1] == str(tiny_model_2_dir)
     assert models == sorted(models, key=[str(tiny_model_dir), str(tiny_model_2_dir)].index), "one after the other"
     assert_answered(final["compare"], options)
+
+
+# --- the bounds on one request, and on the disk ---------------------------------------------------------------
+
+
+def upload(url: str, clip: Path) -> dict:
+    return file_data(attack_requests.upload(url, clip))
+
+
+@pytest.mark.parametrize(
+    "audio, question, options, message",
+    [
+        (42, "Q?", ["a", "b"], "refused: audio must be an uploaded file's data (gradio_client's handle_file sends it)"),
+        ("/etc/passwd", "Q?", ["a", "b"], "refused: audio must be an uploaded file's data"),  # a bare path
+        ({"meta": {"_type": "gradio.FileData"}}, "Q?", ["a", "b"], "refused: audio must be an uploaded file's data"),
+        (
+            file_data("/etc/passwd"),  # a file of the server's, not an upload
+            "Q?",
+            ["a", "b"],
+            "refused: Cannot move /etc/passwd to the gradio cache dir because it was not uploaded by a user.",
+        ),
+        ("upload", 42, ["a", "b"], "the question must be text, not a number"),
+        ("upload", {"text": "Q?"}, ["a", "b"], "the question must be text, not an object"),
+        ("upload", "Is it \ud800?", ["a", "b"], "the question contains a lone surrogate (U+D800), which is not text"),
+        ("upload", "Q?", 42, "options must be a list of strings, not a number"),
+        ("upload", "Q?", {"a": 1, "b": 2}, "options must be a list of strings, not an object"),
+        ("upload", "Q?", ["a", "\x00"], "option 2 contains a control character (U+0000)"),
+        ("upload", "Q?", ["a", 7], "option 2 must be text, not a number"),
+    ],
+)
+def test_malformed_fields_are_refused_in_one_line(url, clips, capfd, audio, question, options, message):
+    """`/answer` by hand, each field of the wrong kind: one line back, and no traceback in the server's log."""
+    audio = upload(url, clips["tone.ogg"]) if audio == "upload" else audio
+    body = json.dumps({"data": [audio, question, options]}).encode()  # a lone surrogate escaped, as JSON allows
+    response = httpx.post(f"{url}gradio_api/call/answer", content=body, headers={"content-type": "application/json"})
+    event = response.json()["event_id"]
+    stream = httpx.get(f"{url}gradio_api/call/answer/{event}", timeout=120).text
+    assert stream.startswith("event: error")
+    error = json.loads(stream.split("data: ", 1)[1].splitlines()[0])["error"]
+    assert error.startswith(message) and "\n" not in error
+    assert "Traceback" not in "".join(capfd.readouterr())
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ((42, "Q?", "a\nb", False), "refused: Audio must be an uploaded file's data"),
+        (("upload", 42, "a\nb", False), "the question must be text, not a number"),
+        (("upload", "Q?", {"a": 1}, False), "options must be a list of strings, not an object"),
+        (("upload", "Q?", "a\nb", "yes"), "thinking mode must be true or false, not 'yes'"),
+    ],
+)
+def test_the_pages_own_event_checks_its_fields_too(url, clips, capfd, fields, message):
+    """The page's Answer event can be sent by a script too: its fields are checked as the API's are."""
+    audio, question, options, think = fields
+    audio = upload(url, clips["tone.ogg"]) if audio == "upload" else audio
+    output, _ = attack_requests.page_event(url, [audio, question, options, think, None])
+    shown = output.get("error") or attack_requests.status_text(output.get("data", []))
+    assert message in shown
+    assert "Traceback" not in "".join(capfd.readouterr())
+
+
+def test_request_bodies_are_capped(url, clips):
+    """A JSON body over --max-body (1 MB here) is refused with 413 from its declared length, or, sent in chunks
+    with no length, as soon as its bytes pass the cap; an upload must say its length, and may not pass
+    --max-file-size by it."""
+    call = f"{url}gradio_api/call/answer"
+    body = b'{"data": [null, "Q?", [' + b'"a",' * (2 * MiB // 4) + b'"a"]]}'
+    status, detail = attack_requests.post_json(call, body)
+    assert (status, detail) == (413, '{"detail": "request body too large (2 MB): this app takes at most 1 MB"}')
+    status, detail = attack_requests.post_json(call, lambda: (b"x" * 65536 for _ in range(64)))  # 4 MB, chunked
+    assert (status, detail) == (413, '{"detail": "request body too large: this app takes at most 1 MB"}')
+    chunks = (b"x" * 65536 for _ in range(8))
+    response = httpx.post(f"{url}gradio_api/upload", content=chunks, headers={"content-type": "multipart/form-data"})
+    assert response.status_code == 411 and "must say its length" in response.json()["detail"]
+    response = httpx.post(f"{url}gradio_api/upload", content=b"x" * (3 * MiB), headers={"content-type": "x/y"})
+    assert response.status_code == 413 and response.json()["detail"] == (
+        "upload too large (3 MB): this app takes at most 2 MB"
+    )
+    assert_answered(ask(Client(url, verbose=False), clips["tone.ogg"]), ("Dog", "Speech", "Tone"))  # and it serves
+
+
+def test_a_request_is_bounded_in_time_and_a_client_holds_one_place(tiny_model, clips):
+    """With a 2 s time limit and a budget the random model never ends on its own, /answer comes back with the text
+    written by then and a note saying so; meanwhile the same client's second question is refused (429), while
+    another client's waits its turn."""
+    settings = replace(SETTINGS, time_limit=2.0, max_new_tokens=100_000, max_total_tokens=100_000)
+    with running_app(tiny_model, settings) as demo:
+        client, other = Client(demo.local_url, verbose=False), Client(demo.local_url, verbose=False)
+        tone = handle_file(str(clips["tone.ogg"]))
+        first = client.submit(tone, "Q?", ["a", "b"], api_name="/answer")
+        deadline = time.monotonic() + 60
+        while first.status().code.name != "PROCESSING" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = client.submit(tone, "Q?", ["a", "b"], api_name="/answer")
+        waiting = other.submit(tone, "Q?", ["a", "b"], api_name="/answer")
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            second.result(timeout=60)
+        assert refused.value.response.status_code == 429
+        assert refused.value.response.json()["detail"] == admission.ONE_PLACE
+        result = first.result(timeout=60)
+        assert_answered(result, "ab")
+        assert "stopped at the time limit of 2 s per question" in result["note"] and result["raw"]
+        assert_answered(waiting.result(timeout=60), "ab")
+
+
+@pytest.mark.parametrize(
+    "seconds, think, budget",
+    [
+        (20.0, False, 256),  # one window: the library's budget
+        (40.0, True, 1024),  # two windows of thinking: 2 x 1024 fit in 2048
+        (75.0, True, 682),  # three: 2048 // 3 each
+        (300.0, False, 170),  # twelve: 2048 // 12 each, the clip's whole text within 2048 tokens
+    ],
+)
+def test_a_long_clips_windows_share_one_token_budget(seconds, think, budget):
+    decoding = slot.decoding_options(AppSettings(), think, seconds)
+    assert decoding.token_budget == budget
+    assert len(window_spans(seconds)) * budget <= max(AppSettings().max_total_tokens, budget)
+
+
+def test_the_disk_quota_removes_the_oldest_unused_upload_first(tmp_path):
+    """Room for a new upload is made by removing uploads no history holds, oldest first; a clip a history holds and
+    the history files stay, and when they alone fill the quota, the upload is refused."""
+    cache = Cache(tmp_path, AppSettings(cache_quota=100))
+    files = {name: tmp_path / name / f"{name}.wav" for name in ("oldest", "older", "held", "newer")}
+    for age, path in enumerate(reversed(list(files.values()))):
+        path.parent.mkdir()
+        path.write_bytes(b"x" * 20)
+        os.utime(path, (time.time() - 100 * (age + 1), time.time() - 100 * (age + 1)))
+    page = cache.history_dir / "aqa-history-page-1" / "aqa-history-page.csv"
+    page.parent.mkdir()
+    page.write_bytes(b"x" * 10)
+    cache.hold(str(files["held"]))
+    with cache.room(45) as fits:  # 90 bytes there: the two oldest unused go
+        assert fits and cache.usage() == 50
+    assert [name for name, path in files.items() if path.exists()] == ["held", "newer"]
+    with cache.room(95) as fits:  # the held clip and the history stay: no room
+        assert not fits
+    assert files["held"].exists() and page.exists()
+
+
+def test_an_upload_past_the_disk_quota_is_refused_with_a_message(tiny_model, clips):
+    settings = replace(SETTINGS, cache_quota=1000)  # bytes: less than any clip
+    with running_app(tiny_model, settings) as demo:
+        with clips["tone.ogg"].open("rb") as handle:
+            response = httpx.post(f"{demo.local_url}gradio_api/upload", files={"files": ("tone.ogg", handle)})
+        assert response.status_code == 507
+        assert response.json()["detail"].startswith("no room for this upload under the app's disk quota (1000 bytes")
+
+
+def test_answers_leave_no_empty_temporary_files(client, clips, gradio_cache):
+    """The API's audio input takes the uploaded file's path as it is: nothing is left at the top of the cache."""
+    for _ in range(3):
+        ask(client, clips["tone.ogg"])
+    assert [path.name for path in gradio_cache.glob("tmp*") if path.is_file()] == []
 
 
 def full_size_checkpoint(folder: Path) -> str:
@@ -685,22 +844,31 @@ def test_main_reports_a_bad_model_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {tmp_path / 'missing'}: no such model directory"
 
 
-def test_main_serves_the_model_named_in_the_environment(tiny_model_dir, clips, tmp_path):
-    """`python app.py` as a Space runs it: settings from the environment, the model loaded once, then served."""
-    port = free_port()
+def test_main_serves_the_model_named_in_the_environment_and_leaves_no_file(tiny_model_dir, clips, tmp_path):
+    """`python app.py` as a Space runs it: settings from the environment, the model loaded once, then served; its
+    start-up output names the app's own --share flag (not Gradio's `share=True`); and once stopped with SIGTERM, as a
+    Space stops it, nothing it wrote is left in the cache folder (uploads, history, its folders)."""
+    port, cache = free_port(), tmp_path / "cache"
     environ = os.environ | {
         "AQA_MODEL": str(tiny_model_dir),
         "AQA_DEVICE": "cpu",
         "AQA_MAX_NEW_TOKENS": "4",
         "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_TEMP_DIR": str(cache),
     }
     log = tmp_path / "app.log"
     with log.open("w") as output:
         server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environ, stdout=output, stderr=output)
     try:
         wait_until_up(f"http://127.0.0.1:{port}/", server, log)
-        result = ask(Client(f"http://127.0.0.1:{port}/", verbose=False), clips["tone.ogg"], options=("a", "b"))
-        assert_answered(result, ("a", "b"))
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        for clip in ("tone.ogg", "speech.mp3"):
+            assert_answered(ask(client, clips[clip], options=("a", "b")), ("a", "b"))
+        assert any(path.is_file() for path in cache.rglob("*")), "the uploads are in the cache folder meanwhile"
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        server.wait(timeout=60)
+    text = log.read_text()
+    assert "--share" in text and "share=True" not in text
+    assert server.returncode == 0 and "Traceback" not in text
+    assert not cache.exists() or not any(cache.iterdir()), f"left behind: {sorted(cache.rglob('*'))}"

@@ -9,10 +9,12 @@ import json
 
 import gradio as gr
 from fastapi import HTTPException
+from gradio.data_classes import FileData
 
 from aqa.app.housekeeping import Cache
 from aqa.app.settings import AppSettings, size_text
 from aqa.errors import first_line
+from aqa.prompt import kind_of
 
 UPLOAD_ROUTE = "/gradio_api/upload"
 UPLOAD_MARGIN = 64 * 1024  # a multipart body's own headers and boundaries around the one file it carries
@@ -51,13 +53,12 @@ class RequestGuard:
             return await refuse(send, 411, "an upload must say its length (Content-Length)")
         if length > self.upload_cap:
             return await refuse(send, 413, too_large(length, self.upload_cap - UPLOAD_MARGIN, what="upload"))
-        if not self.cache.reserve(length):
-            message = f"the server's space for uploads is full ({size_text(self.cache.quota)}); try again later"
-            return await refuse(send, 507, message)
-        try:
+        with self.cache.room(length) as fits:
+            if not fits:
+                quota = size_text(self.cache.quota)
+                message = f"no room for this upload under the app's disk quota ({quota}, files in use kept); try later"
+                return await refuse(send, 507, message)
             await self.app(scope, receive, send)
-        finally:
-            self.cache.release(length)
 
 
 def content_length(scope) -> int | None:
@@ -128,12 +129,23 @@ class AppBlocks(gr.Blocks):
         except gr.Error:
             raise
         except Exception as error:
-            raise gr.Error(f"refused: {first_line(error)}", print_exception=False) from None
+            raise gr.Error(f"refused: {unreadable(block_fn, inputs, error)}", print_exception=False) from None
 
     def queue(self, *args, **kwargs):
         blocks = super().queue(*args, **kwargs)
         one_place_per_client(self._queue)
         return blocks
+
+
+def unreadable(block_fn, inputs, error: Exception) -> str:
+    """Which field Gradio could not read, and why, in one line: a file field must be the data of an upload."""
+    for component, value in zip(block_fn.inputs, inputs):
+        is_file = getattr(component, "data_model", None) is FileData
+        if is_file and value is not None and not (isinstance(value, dict) and isinstance(value.get("path"), str)):
+            name = getattr(component, "label", None) or "a file field"
+            what = "a path" if isinstance(value, str) else kind_of(value)
+            return f"{name} must be an uploaded file's data (gradio_client's handle_file sends it), not {what}"
+    return first_line(error)
 
 
 def one_place_per_client(queue) -> None:

@@ -35,7 +35,8 @@ def add_api(
     settings: AppSettings,
 ) -> None:
     """The two endpoints, on hidden components: an audio file (gradio_client's handle_file uploads it), a string and
-    a JSON list. The audio goes in as a path, as it came: Gradio neither decodes it nor leaves a temporary file."""
+    a JSON list. The audio is an Audio component's, whose file data Gradio neither decodes nor copies (a File
+    component's would leave an empty temporary file in the cache at every call)."""
 
     def answer_api(audio, question, options) -> dict:
         """Answer a question about a clip: (audio file, question, list of options) -> the answer, how it was chosen,
@@ -72,4 +73,12 @@ def add_api(
         result = gr.JSON(label="result")
         trigger, stream_trigger = gr.Button(), gr.Button()
     for fn, name, button in ((answer_api, "answer", trigger), (answer_stream_api, "answer_stream", stream_trigger)):
-        button.click(fn, [audio, question, options], result, api_name=name, concurrency_id="model", concurrency_limit=1)
+        button.click(
+            fn,
+            [audio, question, options],
+            result,
+            api_name=name,
+            concurrency_id="model",
+            concurrency_limit=1,
+            preprocess=False,  # every field as sent, checked by the handler (aqa.app.checks), none converted first
+        )

@@ -10,7 +10,7 @@ import numpy as np
 import aqa
 from aqa.app.settings import AppSettings, age_text
 from aqa.errors import AQAError, AudioError, InputError
-from aqa.prompt import question_problems
+from aqa.prompt import kind_of, question_problems
 
 NO_AUDIO = "no audio: upload a file or record one with the microphone"
 
@@ -20,13 +20,23 @@ def options_from_text(text: str | None) -> list[str]:
     return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
-def load_clip(path: str | None, settings: AppSettings) -> np.ndarray:
+def clip_path(audio) -> str | None:
+    """The clip a request names, as a path. The events take their inputs as sent (`preprocess=False`, so that no
+    field is converted before it is checked): a clip arrives as Gradio's file data, a mapping with its "path" (Gradio
+    has checked by then that the file is an upload of this app); a path is taken as it is."""
+    if isinstance(audio, dict):
+        audio = audio.get("path")
+    if audio is None or isinstance(audio, str):
+        return audio
+    raise InputError(f"audio must be an uploaded file, not {kind_of(audio)}")
+
+
+def load_clip(audio, settings: AppSettings) -> np.ndarray:
     """The aqa loader, refusing a clip over the app's cap from its header, with messages that name the uploaded file
     rather than Gradio's cache path."""
+    path = clip_path(audio)
     if not path:
         raise InputError(NO_AUDIO)
-    if not isinstance(path, str):
-        raise InputError(f"audio must be an uploaded file, not {type(path).__name__}")
     name = Path(path).name
     if not Path(path).exists():  # the page still shows a clip whose upload the housekeeping has removed
         raise AudioError(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import gradio as gr
 
 import aqa
-from aqa.app.checks import check_inputs, options_from_text
+from aqa.app.checks import check_inputs, clip_path, options_from_text
 from aqa.app.history import (
     COMPARE_COLUMNS,
     HISTORY_COLUMNS,
@@ -104,11 +104,13 @@ class Handlers:
         edits = state.edits
         options = options_from_text(options_text) if isinstance(options_text, str | None) else options_text
         problems, samples = check_inputs(self.settings, audio, question, options)
+        if not isinstance(think, bool):
+            problems.append(f"thinking mode must be true or false, not {think!r:.40}")
         if problems:
             yield {parts.status: status_problems(problems)}
             return
-        decoding = decoding_options(self.settings, bool(think), len(samples) / SAMPLE_RATE)
-        cleared = {key: value for panel in parts.panels for key, value in panel_cleared(panel, bool(think)).items()}
+        decoding = decoding_options(self.settings, think, len(samples) / SAMPLE_RATE)
+        cleared = {key: value for panel in parts.panels for key, value in panel_cleared(panel, think).items()}
         yield {parts.results: results_look(stale=False), parts.agreement: gr.Markdown(visible=False), **cleared}
         answered = []
         for panel, stream in zip(parts.panels, self.streams):
@@ -123,16 +125,18 @@ class Handlers:
                 return
             answered.append(result)
             yield panel_result(panel, result)
-        history = state.history
+        history, path = state.history, clip_path(audio)
         with history.lock:
             record = history.add(
-                history_record(self.models, decoding, history.clip_name(audio), audio, question, options, answered)
+                history_record(self.models, decoding, history.clip_name(path), path, question, options, answered)
             )
-            self.cache.hold(audio)
+            self.cache.hold(path)
             files = self.history_files(history, request)
         cut = any(was_cut_short(result) for result in answered)
         shown = {
-            parts.status: status_line(answered_line(self.labels, answered, self.settings.time_limit, cut)),
+            parts.status: status_line(
+                answered_line(self.labels, answered, clock.elapsed(), self.settings.time_limit, cut)
+            ),
             parts.results: results_look(stale=state.edits != edits),  # the inputs may have changed while it answered
             **self.history_shown(history, files),
             **dict(zip(self.judge_fields, judge_panel(record))),

@@ -10,8 +10,8 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import gradio as gr
@@ -92,14 +92,24 @@ def launch(demo: gr.Blocks, settings: AppSettings, **kwargs):
     )
 
 
-def private_cache() -> Path:
+@contextmanager
+def own_files() -> Iterator[Path]:
     """A fresh folder for this run's files inside Gradio's cache folder ($GRADIO_TEMP_DIR, else /tmp/gradio), made
-    Gradio's own for this process, so that everything the app writes can be removed when it stops."""
+    Gradio's own for this process; when the app stops it goes, with the empty folders Gradio made beside it (Gradio
+    makes `vibe_edit_history/` in the cache folder it saw when imported) and the cache folder if this run made it."""
     base = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    made_base = not base.exists()
     base.mkdir(parents=True, exist_ok=True)
+    before = set(base.iterdir())
     folder = Path(tempfile.mkdtemp(prefix="aqa-app-", dir=base))
     os.environ["GRADIO_TEMP_DIR"] = str(folder)
-    return folder
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        for path in [*(set(base.iterdir()) - before), *([base] if made_base else [])]:
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
 
 
 def stop_on_sigterm() -> None:
@@ -121,13 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     settings = settings_from(args)
-    folder = private_cache()
     stop_on_sigterm()
-    try:
+    with own_files():
         demo = serve(models, settings, server_name=args.host, server_port=args.port, share=args.share)
         demo.block_thread()  # until Ctrl+C or SIGTERM
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

@@ -60,6 +60,7 @@ def wire(handlers: Handlers) -> None:
         show_progress_on=[parts.status],
         concurrency_id="model",
         concurrency_limit=1,
+        preprocess=False,  # every field as sent, checked by the handler (aqa.app.checks), none converted first
         **PAGE,
     ).then(handlers.run_finished, None, [parts.answer_button, parts.stop_button], **AT_ONCE)
     parts.stop_button.click(handlers.stop_clicked, parts.state, parts.stop_button, **AT_ONCE)

@@ -189,11 +189,15 @@ def answering_line(labels: Sequence[str]) -> str:
     return f"**Answering** with {labels[0]}, then {labels[1]} … (Stop ends it)"
 
 
-def answered_line(labels: Sequence[str], results: Sequence[aqa.Result], time_limit: float, cut: bool) -> str:
+def answered_line(
+    labels: Sequence[str], results: Sequence[aqa.Result], seconds: float, time_limit: float, cut: bool
+) -> str:
+    """The status line once every model has answered, `seconds` after the run began."""
     if len(results) == 1:
-        done = f"Answered in {results[0].timings.total:.2f} s."
+        done = f"Answered in {seconds:.2f} s."
     else:
-        done = "Answered: " + ", ".join(f"{x} in {r.timings.total:.2f} s" for x, r in zip(labels, results)) + "."
+        each = ", ".join(f"{label} in {result.timings.total:.2f} s" for label, result in zip(labels, results))
+        done = f"Answered: {each} ({seconds:.2f} s in all)."
     if cut:
         done += f" Cut at the time limit ({time_limit:g} s per question): the answer is read from the text so far."
     return done

@@ -33,6 +33,9 @@ OUT_OF_MEMORY = "out of memory on this question; try a shorter clip, thinking mo
 # The time limit stops generation at the next token; the prefill and the option scoring of the window being answered
 # still follow, so ZeroGPU is asked for the GPU a little longer than the limit.
 GPU_MARGIN = 30
+# Generation stops at this share of the time left, keeping the rest for what follows the stop (the option scoring of
+# the window being answered, the answer's table, plot and history files): the request ends within its time limit.
+GENERATION_SHARE = 0.8
 
 
 def on_gpu(settings: AppSettings) -> Callable:
@@ -45,7 +48,8 @@ def on_gpu(settings: AppSettings) -> Callable:
 
 def device_functions(model: aqa.AQAModel, lock: threading.Lock, settings: AppSettings) -> tuple[AnswerFn, StreamFn]:
     """The two functions that touch the model: one answer at once, and one streamed. Each takes the seconds left of
-    the request's time limit; past them, generation stops and the text so far is answered, with a note saying so.
+    the request's time limit; near their end, generation stops and the text so far is answered, with a note saying
+    so.
 
     ZeroGPU calls a `spaces.GPU` function in a forked worker and pickles its arguments, results and (for a generator)
     each yielded value: the model reaches it through this closure, and the time limit is a number, so only samples,
@@ -54,7 +58,7 @@ def device_functions(model: aqa.AQAModel, lock: threading.Lock, settings: AppSet
     """
 
     def stream(samples: np.ndarray, question: str, options: list[str], decoding, seconds: float):
-        with lock, stop_after(seconds) as stop:
+        with lock, stop_after(seconds * GENERATION_SHARE) as stop:
             for piece in aqa.answer_stream(model, samples, question, options, decoding, stop=stop):
                 if isinstance(piece, aqa.Result) and stop.is_set():
                     piece = cut_short(piece, settings.time_limit, len(samples) / SAMPLE_RATE, decoding)
@@ -131,7 +135,10 @@ class RequestClock:
         self.start = time.monotonic()
 
     def left(self) -> float:
-        return self.limit - (time.monotonic() - self.start)
+        return self.limit - self.elapsed()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
 
 
 def gradio_error(error: Exception) -> gr.Error:
