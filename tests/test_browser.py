@@ -649,7 +649,7 @@ def test_history_is_judged_and_downloads_with_every_column(served, viewport, tmp
     expect(page.locator("#download-csv")).to_be_visible()
     expect(page.locator("#download-jsonl")).to_be_visible()
     assert page.locator("[aria-label='Remove this file']").count() == 0
-    scroll_to(page, "#judging" if viewport == DESKTOP else ".history:visible")
+    scroll_to(page, "#judging" if viewport == DESKTOP else "#history-compact")
     shot(page, "screenshot_history.png", tmp_path, viewport)
     rows = download(page, ".csv", tmp_path)
     assert list(rows[0]) == HISTORY_COLUMNS
@@ -741,7 +741,7 @@ def test_long_clip_window_table_and_plot(served, viewport, tmp_path):
     assert smallest * scale >= 9, f"the plot's smallest text is {smallest * scale:.1f} px on screen"
     expect(page.locator("#note")).to_contain_text("answered in 4 windows of 30 s")
     expect(page.locator("#details")).to_contain_text("the highest mean probability over the clip's 30 s windows")
-    scroll_to(page, "#windows" if viewport == PHONE else "#results")
+    scroll_to(page, "#windows")
     shot(page, "screenshot_windows.png", tmp_path, viewport)
     page.close()
 

@@ -31,10 +31,10 @@ CSS = f"""
 #results.stale {{opacity: 0.4}}
 #examples table {{table-layout: fixed; width: 100%}}
 #examples th, #examples td, #examples td * {{white-space: normal !important; overflow-wrap: anywhere; text-align: left}}
-/* The history is read-only: a click picks a row to judge, it does not edit a cell. */
-.history .cell-selected {{box-shadow: none !important}}
-.history .selection-button {{display: none !important}}
-.history [role=gridcell] span {{overflow-wrap: anywhere; font-family: var(--font)}}
+/* The tables are read-only (a click on the history picks a row to judge): no cell outline, no cell buttons. */
+.aqa-table .cell-selected {{box-shadow: none !important}}
+.aqa-table .selection-button {{display: none !important}}
+.aqa-table [role=gridcell] span {{overflow-wrap: anywhere; font-family: var(--font)}}
 #history [data-col='6'] span {{white-space: nowrap}}
 @media (max-width: {PHONE}px) {{ #history {{display: none !important}} }}
 @media (min-width: {PHONE + 1}px) {{ #history-compact {{display: none !important}} }}
@@ -167,13 +167,14 @@ def layout_panel(suffix: str, title: str | None) -> Panel:
     """One model's results; the first panel's elements are named #answer, #raw, ..., the second's #answer-b, ..."""
     if title:
         gr.Markdown(f"### {title}", elem_id=f"title{suffix}")
-    with gr.Row(equal_height=False):
-        with gr.Column(min_width=160):
+    with gr.Row(equal_height=False):  # side by side in a wide panel, stacked in a narrow one (two models, a phone)
+        with gr.Column(min_width=240):
             answer = gr.Textbox(
                 label="Answer", interactive=False, elem_id=f"answer{suffix}", elem_classes=["answer-box"]
             )
             note = gr.Markdown(visible=False, elem_id=f"note{suffix}")
-        probabilities = gr.Label(label="Option probabilities", show_heading=False, elem_id=f"probabilities{suffix}")
+        with gr.Column(min_width=240):
+            probabilities = gr.Label(label="Option probabilities", show_heading=False, elem_id=f"probabilities{suffix}")
     details = gr.Markdown(elem_id=f"details{suffix}")
     raw = gr.Textbox(
         label="Model output, as it is written", interactive=False, lines=3, max_lines=8, elem_id=f"raw{suffix}"
@@ -193,6 +194,7 @@ def layout_panel(suffix: str, title: str | None) -> Panel:
         visible=False,
         column_widths=["22%", "26%", "52%"],
         elem_id=f"windows{suffix}",
+        elem_classes=["aqa-table"],
     )
     plot = gr.Plot(show_label=False, visible=False, format="png", elem_id=f"plot{suffix}")  # titled in the figure
     return Panel(answer, probabilities, note, details, raw, thinking, windows, plot)
@@ -208,7 +210,7 @@ def layout_history(new_state) -> tuple:
             column_widths=["40px", "86px", "160px", "20%", "14%", "120px", "92px", "100px", "76px", "10%"],
             max_height=420,
             elem_id="history",
-            elem_classes=["history"],
+            elem_classes=["aqa-table"],
         )
         compact = gr.Dataframe(
             headers=COMPACT_COLUMNS,
@@ -217,7 +219,7 @@ def layout_history(new_state) -> tuple:
             column_widths=["11%", "49%", "28%", "12%"],
             max_height=420,
             elem_id="history-compact",
-            elem_classes=["history"],
+            elem_classes=["aqa-table"],
         )
         judged = gr.Number(visible=False, precision=0)
         judging = gr.Markdown("Answer a question, then judge it here.", elem_id="judging")
