@@ -445,7 +445,7 @@ def test_thinking_mode_text_streams_in_before_the_answer(served):
 
 
 def test_the_status_line_and_stop_follow_every_run(compare_served, tmp_path):
-    """Twenty runs one after the other on a 75 s clip (three windows, two models), after an answered question, each
+    """Fifteen runs one after the other on a 75 s clip (three windows, two models), after an answered question, each
     stopped once text has come; every fourth begins after a refused one, its error on the status line. In each,
     while the text streams in, the status line says it is answering (no earlier answer, stop or error left up) and
     Stop is enabled."""
@@ -455,7 +455,7 @@ def test_the_status_line_and_stop_follow_every_run(compare_served, tmp_path):
     upload(page, clip)
     answer(page)
     question = page.locator("#question textarea")
-    for run in range(20):
+    for run in range(15):
         if run % 4 == 3:  # a refused run first: its message must not stay up during the next one
             question.fill("")
             page.locator("#answer-button").click()

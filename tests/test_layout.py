@@ -164,3 +164,43 @@ def test_no_comment_cites_notes_outside_the_repository(path):
     text = path.read_text(encoding="utf-8")
     for note in ("FACTS" + ".md", "STYLE" + ".md"):
         assert note not in text, f"{path.name} cites {note}"
+
+
+def app_drawing() -> str:
+    """The app's structure as docs/app.md draws it (Mermaid): each room's arrows to the rooms it imports, and to the
+    library (every `aqa` module outside aqa/app/), leaving out the arrows that a path through other rooms implies."""
+    graph, rooms = import_graph(), app_rooms()
+    names = {room: room.rpartition(".")[2] for room in rooms} | {"app": "entry"}
+    arrows = set()
+    for module, name in names.items():
+        for target in graph[module]:
+            if target in names and target != "app":
+                arrows.add((name, names[target]))
+            elif target.startswith("aqa") and not target.startswith("aqa.app"):
+                arrows.add((name, "library"))
+    after = {name: {b for a, b in arrows if a == name} for name in {*names.values(), "library"}}
+
+    def implied(arrow) -> bool:
+        start, end = arrow
+        seen, stack = set(), [step for step in after[start] if step != end]
+        while stack:
+            step = stack.pop()
+            if step == end:
+                return True
+            if step not in seen:
+                seen.add(step)
+                stack.extend(after[step])
+        return False
+
+    lines = ["flowchart TD", '    entry(["app.py"])', '    library[("aqa: the library")]']
+    lines += [f"    {start} --> {end}" for start, end in sorted(arrows) if not implied((start, end))]
+    return "\n".join(lines)
+
+
+def test_the_drawing_of_the_app_is_its_import_graph():
+    """docs/app.md draws the app's rooms and their imports: no circle, app.py on top, the library at the bottom. The
+    drawing is the real graph's (this test prints the right one when it is not)."""
+    text = (ROOT / "docs" / "app.md").read_text(encoding="utf-8")
+    drawn = text.split("```mermaid\n", 1)[1].split("\n```", 1)[0]
+    assert drawn == app_drawing(), f"docs/app.md should draw:\n{app_drawing()}"
+    assert find_cycle(import_graph()) is None
