@@ -11,6 +11,8 @@ Names are imported on first use (PEP 562), so `import aqa` and the CLI's `--help
 import importlib
 from typing import TYPE_CHECKING
 
+__version__ = "0.1.0"  # the package's version (pyproject.toml reads it from here)
+
 _EXPORTS = {
     "extract_answer": "aqa.parsing",
     "parse_answer": "aqa.parsing",

@@ -14,17 +14,18 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import PurePath
 
 import torch
 from tqdm.auto import tqdm
 from transformers.generation.streamers import BaseStreamer
 
-from aqa.audio import CHUNK_LENGTH, SAMPLE_RATE, AudioInput, duration_of, load_audio
+from aqa.audio import SAMPLE_RATE, AudioInput, duration_of, load_audio
 from aqa.errors import AQAError
 from aqa.generation import decode_tokens, generate_text, plain_greedy
 from aqa.inputs import Batch, Prepared, length_key, prepare_batch, to_device
 from aqa.model import AQAModel
-from aqa.options import DecodingOptions, Question, Result, Timings
+from aqa.options import THINK_TOKENS, DecodingOptions, Question, Result, Timings
 from aqa.parsing import extract_think, parse_answer
 from aqa.prefill import copy_rows, crop, prefill
 from aqa.scoring import OptionScores, score_options
@@ -65,8 +66,8 @@ def answer_many(
         yield from answer_in_windows(model, questions, decoding, batch_size, progress, keep_order)
         return
     order = list(range(len(questions)))
-    if not keep_order:
-        order.sort(key=lambda i: length_key(questions[i]))
+    if not keep_order and len(questions) > 1:
+        order.sort(key=lambda i: length_key(model, questions[i]))
     batches = [[questions[i] for i in order[i : i + batch_size]] for i in range(0, len(order), batch_size)]
     bar = tqdm(total=len(questions), unit="question", disable=not progress)
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -92,7 +93,7 @@ def answer_in_windows(
 ) -> Iterator[tuple[int, Result | AQAError]]:
     """answer_many for long_audio="windows": each clip over 30 s becomes its windows' questions (aqa.windows), all
     answered in batches together, and a clip's Result (or its first error) comes once its last window is answered."""
-    plans = [plan_windows(question) for question in questions]
+    plans = [plan_windows(question, model.heard_seconds) for question in questions]
     # (clip, window number, question) per window of every clip
     flat = [(index, number, window) for index, (asked, _, _) in enumerate(plans) for number, window in enumerate(asked)]
     waiting: dict[int, dict[int, Result | AQAError]] = {}
@@ -109,21 +110,24 @@ def answer_in_windows(
         if errors:
             yield index, errors[0]
         else:
-            yield index, merge_windows(results, spans, seconds) if spans else results[0]
+            yield index, merge_windows(results, spans, seconds, model.heard_seconds) if spans else results[0]
         del waiting[index]
 
 
-def plan_windows(question: Question) -> tuple[list[Question], list[tuple[float, float]] | None, float]:
-    """(the questions to ask, the windows' spans or None, seconds) for one clip; only a clip known to be over 30 s
-    is loaded here (from its header first), the others are loaded in the background like any question."""
-    if duration_of(question.audio) <= CHUNK_LENGTH:
+def plan_windows(
+    question: Question, heard_seconds: float
+) -> tuple[list[Question], list[tuple[float, float]] | None, float]:
+    """(the questions to ask, the windows' spans or None, seconds) for one clip and a model that hears
+    `heard_seconds` in one piece; only a clip known to be longer is loaded here (from its header first), the others
+    are loaded in the background like any question."""
+    if duration_of(question.audio) <= heard_seconds:
         return [question], None, 0.0
     try:
         samples = load_audio(question.audio, question.channel)
     except AQAError:
         return [question], None, 0.0  # the error is reported when the question is prepared
     seconds = len(samples) / SAMPLE_RATE
-    spans = window_spans(seconds)
+    spans = window_spans(seconds, heard_seconds)
     return window_questions(question, samples, spans), spans if len(spans) > 1 else None, seconds
 
 
@@ -145,6 +149,9 @@ def answer_batch(
     decoding would write (then nothing is left to generate for them); otherwise generate, then score. `streamer`
     and `stop` reach generation (answer_stream)."""
     items = batch.good
+    reasons = reasoning(model, decoding)
+    if reasons and decoding.max_new_tokens is None:
+        decoding = replace(decoding, max_new_tokens=THINK_TOKENS)  # a native thinker writes its reasoning first
     if decoding.seed is not None:
         torch.manual_seed(batch_seed(decoding.seed, [item.question for item in items]))
     clock = Clock(model.device)
@@ -161,27 +168,43 @@ def answer_batch(
     generation_seconds = prefill_seconds + clock.lap()
     if scores is None and (decoding.score or not decoding.generate):
         crop(cache, inputs["input_ids"].shape[1] - 1)  # back to the shared prompt, dropping what was generated
-        scores = score_options(model, inputs, cache, distinct, texts, decoding.think)
+        scores = score_options(model, inputs, cache, distinct, texts, reasons)
     scoring_seconds += clock.lap()
     probabilities = scores.probabilities if scores else [{} for _ in items]
     share = len(items)
     timings = Timings(0.0, batch.features_seconds / share, generation_seconds / share, scoring_seconds / share)
     return [
-        make_result(item, text, probs, replace(timings, audio=item.load_seconds))
+        make_result(item, text, probs, replace(timings, audio=item.load_seconds), model.heard_seconds)
         for item, text, probs in zip(items, texts, probabilities)
     ]
 
 
+# How batch_seed derives a batch's seed, recorded in evaluation manifests: 1 hashed each clip's name as given (for an
+# evaluation run, its path under --audio-dir, so a copy of the data elsewhere sampled other text); 2 hashes what
+# travels with the data.
+SEEDING = 2
+
+
 def batch_seed(seed: int, questions: Sequence[Question]) -> int:
-    """The RNG seed of one batch: from the run's seed and the batch's questions, so that a batch samples the same
-    text whenever it is asked again with the same seed, and batches do not share one random stream."""
-    text = "\n".join(f"{question.name}\t{question.text}\t{question.options}" for question in questions)
+    """The RNG seed of one batch: from the run's seed and the batch's questions (each one's key, the base name of its
+    clip, its text and options), so that a batch samples the same text whenever it is asked again with the same
+    seed, on any copy of the data in any folder, and batches do not share one random stream. Never a full path: the
+    same files elsewhere would sample other text."""
+    text = "\n".join(
+        f"{question.key}\t{PurePath(question.name).name}\t{question.text}\t{question.options}" for question in questions
+    )
     return int.from_bytes(hashlib.sha256(f"{seed}\n{text}".encode()).digest()[:8], "little")
+
+
+def reasoning(model: AQAModel, decoding: DecodingOptions) -> bool:
+    """Whether the model writes reasoning before its answer: asked to (thinking mode), or by nature (a checkpoint
+    that thinks natively, as Qwen3-Omni's Thinking one). Its options are then scored after that reasoning."""
+    return decoding.think or model.thinking == "native"
 
 
 def scores_first(model: AQAModel, decoding: DecodingOptions) -> bool:
     """Whether the answer text can be read off the scoring pass: greedy answer mode with probabilities wanted."""
-    wanted = decoding.generate and decoding.score and not decoding.sample and not decoding.think
+    wanted = decoding.generate and decoding.score and not decoding.sample and not reasoning(model, decoding)
     return wanted and plain_greedy(model, decoding)
 
 
@@ -215,14 +238,16 @@ def write_answers(
     return texts
 
 
-def make_result(item: Prepared, text: str, probabilities: dict[str, float], timings: Timings) -> Result:
+def make_result(
+    item: Prepared, text: str, probabilities: dict[str, float], timings: Timings, heard_seconds: float
+) -> Result:
     """The answer is the option the text names; else the most probable option; and the result says which."""
     parsed = parse_answer(text, item.question.options) if text else None
     best = max(probabilities, key=probabilities.get) if probabilities else None
     answer, source = (parsed, "text") if parsed else ((best, "probabilities") if best else (None, "none"))
     seconds = len(item.samples) / SAMPLE_RATE
-    # R1-AQA's encoder hears 30 s; longer clips are answered on their first 30 s, and the result says so.
-    note = f"the clip is {seconds:.1f} s long; the model heard only its first {CHUNK_LENGTH} s"
+    # The encoder hears `heard_seconds` (R1-AQA's 30 s); a longer clip is answered on its start, and the result says so.
+    note = f"the clip is {seconds:.1f} s long; the model heard only its first {heard_seconds:g} s"
     return Result(
         answer=answer,
         answer_source=source,
@@ -230,6 +255,6 @@ def make_result(item: Prepared, text: str, probabilities: dict[str, float], timi
         think=extract_think(text),
         probabilities=probabilities,
         duration=seconds,
-        note=note if seconds > CHUNK_LENGTH else None,
+        note=note if seconds > heard_seconds else None,
         timings=timings,
     )

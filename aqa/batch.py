@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aqa.answering import answer_many
-from aqa.errors import AQAError, InputError
-from aqa.jsonl import ResumableJsonl, json_kind, parse_lines
+from aqa.errors import AQAError, InputError, kind_of
+from aqa.jsonl import ResumableJsonl, parse_lines
 from aqa.model import AQAModel
 from aqa.options import DecodingOptions, Question
 
@@ -40,7 +40,7 @@ def read_questions(path: Path) -> list[tuple[str, Question]]:
         if missing:
             raise InputError(f"{path}:{line}: no {', '.join(missing)}")
         if not isinstance(row["audio"], str):
-            raise InputError(f"{path}:{line}: audio must be a file path, not {json_kind(row['audio'])}")
+            raise InputError(f"{path}:{line}: audio must be a file path, not {kind_of(row['audio'])}")
         if not row["audio"].strip():
             raise InputError(f"{path}:{line}: audio is empty")
         try:  # the text is checked per row later (a bad one is that row's error); a wrong type cannot even be asked

@@ -114,6 +114,7 @@ def write_clips(folder: Path, count: int, seconds: float) -> list[Path]:
 def describe_model(model: AQAModel, load_seconds: float, spec: ModelSpec, options: BenchOptions) -> dict:
     return {
         "name": model.name,
+        "family": model.family.name,
         "precision": model.precision,
         "device": str(model.device),
         "random_weights": spec.random_weights,
@@ -415,10 +416,15 @@ def baseline_answer(model: AQAModel, path: Path, max_new_tokens: int) -> tuple[f
     message = build_messages(QUESTION, list(OPTIONS), audio_url=str(path))
     text = processor.apply_chat_template(message, add_generation_prompt=True, tokenize=False)
     audio = [card_load_audio(str(path), sampling_rate=SAMPLE_RATE, backend="soundfile")]
-    inputs = processor(text=text, audio=audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True)
-    inputs = inputs.to(model.device)
+    # The card's padding=True, asked of the text only: Qwen2-Audio's processor pads audio to 30 s whatever is asked,
+    # while Audio Flamingo 3's would pass it on to its feature extractor.
+    padding = {"text_kwargs": {"padding": True}}
+    inputs = processor(text=text, audio=audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", **padding)
+    # The card moves the inputs to the device; the features also go to the model's dtype, as Qwen2-Audio casts them
+    # itself and Audio Flamingo 3's encoder does not.
+    inputs = to_device(model, dict(inputs))
     ids = model.hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    new = ids[:, inputs.input_ids.size(1) :]
+    new = ids[:, inputs["input_ids"].size(1) :]
     response = processor.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
     extract_answer(response[0])
     return clock.lap(), new.shape[1]

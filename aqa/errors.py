@@ -21,3 +21,20 @@ def first_line(error: BaseException) -> str:
     """The first non-blank line of an exception's message (library errors can run to pages)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
+
+
+def kind_of(value) -> str:
+    """What a value is, in the words of JSON (where a value of the wrong type usually comes from), for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"

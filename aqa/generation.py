@@ -122,6 +122,7 @@ def generate_tokens(
     """The new tokens `generate` writes from the prefilled cache, on the model's decoder (eager, static, compiled);
     a static cache holds `room` positions after the prompt (default: max_new_tokens), rounded up."""
     ids = inputs["input_ids"]
+    model.family.reset_for_generation(model.hf)
     if model.decoder != "eager":
         cache = static_copy(model, cache, ids.shape[1] + (room or config.max_new_tokens))
         if model.decoder == "compiled":
@@ -158,7 +159,7 @@ def warm_up(model: AQAModel, prompt_lengths: Sequence[int] = (340, 840), tokens:
         for length in prompt_lengths:  # a prompt of this many tokens, answered with the default budget
             ids = torch.full((1, length), model.tokenizer.pad_token_id, device=model.device)
             cache = DynamicCache(config=model.hf.config)
-            model.hf.model.language_model(input_ids=ids[:, :-1], cache=cache, use_cache=True)
+            model.hf.get_decoder()(input_ids=ids[:, :-1], cache=cache, use_cache=True)
             config = exactly(generation_config(model, DecodingOptions()), tokens)
             inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
             generate_tokens(model, inputs, cache, config, room=ANSWER_TOKENS)  # a real answer's static length

@@ -13,14 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from aqa.audio import CHUNK_LENGTH, N_SAMPLES, SAMPLE_RATE, duration_of, load_audio
+from aqa.audio import SAMPLE_RATE, duration_of, load_audio
 from aqa.errors import AQAError
 from aqa.model import AQAModel
 from aqa.options import Question
 from aqa.prompt import build_messages, check_question
-
-# The processor expands one <|AUDIO|> to one token per encoder frame: 25 per second of audio, at most 750 for 30 s.
-AUDIO_TOKENS_PER_SECOND = 25
 
 
 @dataclass(frozen=True)
@@ -45,11 +42,12 @@ class Batch:
         return [item for item in self.items if isinstance(item, Prepared)]
 
 
-def length_key(question: Question) -> float:
-    """Prompt length in tokens, roughly: audio tokens (capped at 30 s) plus the text; from file headers only."""
-    seconds = min(duration_of(question.audio), CHUNK_LENGTH)
+def length_key(model: AQAModel, question: Question) -> float:
+    """Prompt length in tokens, roughly: the audio tokens of what the model hears of the clip, plus the text; from
+    file headers only."""
+    seconds = min(duration_of(question.audio), model.heard_seconds)
     text = len(question.text) + sum(len(option) for option in question.options)
-    return seconds * AUDIO_TOKENS_PER_SECOND + text / 4
+    return seconds * model.family.audio_tokens_per_second + text / 4
 
 
 def prepare(question: Question) -> Prepared | AQAError:
@@ -77,7 +75,8 @@ def encode_prepared(model: AQAModel, items: Sequence[Prepared], think: bool) -> 
     conversations = [
         build_messages(item.question.text, item.question.options, think, audio_url=item.question.name) for item in items
     ]
-    return encode_conversations(model.processor, conversations, [item.samples for item in items])
+    clips = [item.samples for item in items]
+    return encode_conversations(model.processor, conversations, clips, heard_seconds=model.heard_seconds)
 
 
 def build_inputs(model: AQAModel, items: Sequence[Prepared], think: bool) -> dict[str, torch.Tensor]:
@@ -93,18 +92,27 @@ def to_device(model: AQAModel, inputs: dict[str, torch.Tensor]) -> dict[str, tor
 
 
 def encode_conversations(
-    processor, conversations: Sequence[Sequence[dict]], clips: Sequence[np.ndarray], add_generation_prompt: bool = True
+    processor,
+    conversations: Sequence[Sequence[dict]],
+    clips: Sequence[np.ndarray],
+    add_generation_prompt: bool = True,
+    heard_seconds: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """Chat template, left-padded tokens and log-mel features for conversations holding one 16 kHz clip each.
 
-    The one place prompts become model inputs, for inference and training alike. Each <|AUDIO|> placeholder is
-    expanded by the processor to one token per encoder frame of its own clip. With add_generation_prompt=False a
-    conversation may end with the assistant's answer (SFT).
+    The one place prompts become model inputs, for inference and training alike, for every family: its processor
+    expands the audio placeholder to one token per encoder output of its own clip. With add_generation_prompt=False a
+    conversation may end with the assistant's answer (SFT). A clip is cut to `heard_seconds` first when given.
     """
     texts = [
         processor.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
         for messages in conversations
     ]
-    # The encoder hears 30 s; the processor would cut longer audio itself, but cutting here saves the work.
-    audio = [clip[:N_SAMPLES] for clip in clips]
-    return dict(processor(text=texts, audio=audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True))
+    # The processor would cut longer audio itself (to what the encoder hears), but cutting here saves the work.
+    audio = [clip[: round(heard_seconds * SAMPLE_RATE)] for clip in clips] if heard_seconds else list(clips)
+    # Padding is asked of the text only: each family's processor pads its audio features its own way (Whisper's
+    # fixed windows, or the longest clip of the batch).
+    encoded = processor(
+        text=texts, audio=audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", text_kwargs={"padding": True}
+    )
+    return dict(encoded)

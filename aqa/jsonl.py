@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from aqa.errors import InputError
+from aqa.errors import InputError, kind_of
 
 
 def parse_lines(path: str | Path) -> Iterator[tuple[int, dict | str]]:
@@ -34,20 +34,7 @@ def parse_lines(path: str | Path) -> Iterator[tuple[int, dict | str]]:
                 cut = "" if raw.endswith(b"\n") else ", cut off (a run stopped while writing it)"
                 yield number, f"not JSON ({error.msg}; column {error.colno}){cut}"
                 continue
-            yield number, row if isinstance(row, dict) else f"not a JSON object but {json_kind(row)}"
-
-
-def json_kind(value) -> str:
-    """What a JSON value is, in JSON's words."""
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return "a string"
-    if value is None or isinstance(value, bool):
-        return json.dumps(value)
-    return "a number"
+            yield number, row if isinstance(row, dict) else f"not a JSON object but {kind_of(row)}"
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -84,7 +71,7 @@ def key_problem(row: dict, key: str) -> str | None:
     if key not in row:
         return f"no {key!r}"
     if isinstance(row[key], bool) or not isinstance(row[key], str | int | float):
-        return f"its {key!r} is {json_kind(row[key])}, not a string"
+        return f"its {key!r} is {kind_of(row[key])}, not a string"
     return None
 
 

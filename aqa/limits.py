@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from aqa.audio import CHUNK_LENGTH
 
 # The processor expands the one <|AUDIO|> placeholder to one token per encoder frame: 25 per second, 750 for the
-# 30 s the encoder hears (longer clips are cut first).
+# 30 s Qwen2-Audio hears (longer clips are cut first). Families that hear longer clips in one piece (Qwen2.5-Omni
+# 300 s, Audio Flamingo 3 600 s, Qwen3-Omni uncut) add their audio beyond this; the clip-length caps bound that part.
 MAX_AUDIO_TOKENS = 25 * CHUNK_LENGTH
 # Tokens of the chat template around the user's text (system turn, "Audio 1: ", the turn markers, the assistant's
 # header) with Qwen's special tokens counted one each and every other byte as one token; the audio placeholder is

@@ -8,8 +8,9 @@ import sys
 import torch
 
 from aqa.defaults import DEFAULT_MODEL
+from aqa.families import Family, family_named, family_of
 from aqa.generation import warm_up
-from aqa.model import AQAModel, default_device, default_precision, load_checkpoint
+from aqa.model import AQAModel, default_device, default_precision, load_checkpoint, read_config
 from aqa.options import ModelSpec
 from aqa.random_weights import build_random_model
 
@@ -21,7 +22,8 @@ def load_model(
     embeddings_on_cpu: bool | None = None,
     compile: bool | None = None,
 ) -> AQAModel:
-    """Load a Qwen2-Audio checkpoint (R1-AQA by default) ready for `aqa.answer`.
+    """Load a checkpoint of any supported family (R1-AQA by default) ready for `aqa.answer`: Qwen2-Audio, the
+    Qwen2.5-Omni or Qwen3-Omni thinker, Audio Flamingo 3, chosen from its config.
 
     precision: "bf16" (default on GPU), "fp32" (default on CPU), "fp16", "4bit" (NF4) or "8bit".
     device: "cuda", "cuda:1", "cpu", ...; the GPU when there is one.
@@ -35,8 +37,8 @@ def load_model(
 
 
 def load(spec: ModelSpec, say: bool = True) -> AQAModel:
-    """A checkpoint, or with `random_weights` that architecture with random weights; `say` prints what is loaded on
-    stderr, as the commands do before the seconds (or minutes) it takes."""
+    """A checkpoint, or with `random_weights` that size of `spec.family`'s architecture with random weights; `say`
+    prints what is loaded on stderr, as the commands do before the seconds (or minutes) it takes."""
     if spec.random_weights is None:
         if say:
             print(f"loading {spec.name} ...", file=sys.stderr, flush=True)
@@ -44,9 +46,23 @@ def load(spec: ModelSpec, say: bool = True) -> AQAModel:
     device = torch.device(spec.device) if spec.device else default_device()
     precision = spec.precision or default_precision(device)
     if say:
-        print(f"building random-weight {spec.random_weights} model ({precision}) ...", file=sys.stderr, flush=True)
-    model = build_random_model(spec.random_weights, precision, device, spec.embeddings_on_cpu, compile=spec.compile)
+        print(
+            f"building random-weight {spec.random_weights} {spec.family} model ({precision}) ...",
+            file=sys.stderr,
+            flush=True,
+        )
+    family = family_named(spec.family)
+    model = build_random_model(
+        spec.random_weights, precision, device, spec.embeddings_on_cpu, compile=spec.compile, family=family
+    )
     return warmed(model)
+
+
+def spec_family(spec: ModelSpec) -> Family:
+    """The family of the model `spec` names, from its config alone (no weights are read): what a run records."""
+    if spec.random_weights is not None:
+        return family_named(spec.family)
+    return family_of(read_config(spec.name, spec.precision or "fp32").model_type, spec.name)
 
 
 def warmed(model: AQAModel) -> AQAModel:

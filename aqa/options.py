@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aqa.audio import AudioInput
-from aqa.defaults import DEFAULT_MODEL
+from aqa.defaults import DEFAULT_MODEL, FAMILY_NAMES
 from aqa.errors import InputError
 from aqa.limits import Limits
 from aqa.prompt import is_text, question_problems
@@ -26,6 +26,7 @@ class ModelSpec:
     device: str | None = None  # "cuda", "cuda:1", "cpu"; None: the GPU if there is one
     embeddings_on_cpu: bool | None = None  # input embedding table in CPU memory; None: only in 4/8-bit on a GPU
     random_weights: str | None = None  # "tiny" or "full": ignore `name`, build that architecture (benchmarks)
+    family: str = FAMILY_NAMES[0]  # the family whose architecture `random_weights` builds (a checkpoint has its own)
     compile: bool | None = None  # decode under torch.compile with a static cache; None: where faster (GPU, bf16/fp16)
 
 
@@ -53,6 +54,9 @@ class Question:
     allow_duplicate_options: bool = False  # ask a benchmark item that repeats an option verbatim (MMAU has some)
     channel: str = "mix"  # how a multi-channel clip becomes mono: "mix" (average) or "first" (R1-AQA's scripts)
     limits: Limits = Limits()  # caps on the question's size, checked with the rest of the question
+    # What identifies the item wherever its files are (a benchmark id and the clip's path relative to its folder);
+    # with the clip's base name, the question and the options it seeds sampling (aqa.answering.batch_seed).
+    key: str = ""
 
     def __post_init__(self):
         # A question that is not text (a number, an object, options as a dict) is refused now, in one line: answering

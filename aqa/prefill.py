@@ -25,9 +25,8 @@ def prefill(model: AQAModel, inputs: dict[str, torch.Tensor]) -> DynamicCache:
         input_ids=ids[:, :-1],
         attention_mask=mask[:, :-1],
         position_ids=positions_of(mask)[:, :-1],
-        input_features=inputs["input_features"],
-        feature_attention_mask=inputs["feature_attention_mask"],
         cache=cache,
+        **{key: inputs[key] for key in model.family.audio_keys},
         use_cache=True,
     )
     return cache

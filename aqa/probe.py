@@ -9,6 +9,7 @@ clip in one line; `aqa.audio` then decodes at most the admitted duration, whatev
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -72,8 +73,20 @@ class Header:
 
 def read_header(path: Path) -> Header:
     """The header of an audio file, from libsndfile (wav/flac/ogg/mp3...) or else from ffprobe; AudioError in one
-    line for a missing, empty, truncated or unreadable file and for a format FFmpeg may not read."""
+    line for a missing, empty, truncated or unreadable file and for a format FFmpeg may not read.
+
+    Answering reads a clip's header up to three times (to sort, to plan windows, to load) and ffprobe takes tens of
+    milliseconds, so headers are remembered for as long as the file keeps its size and modification time.
+    """
     check_file(path)
+    status = path.stat()
+    return remembered_header(path, path.absolute(), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def remembered_header(path: Path, absolute: Path, size: int, modified: int) -> Header:
+    """read_header's work on `path` (named as given in messages); the other arguments only complete the cache key,
+    so that another file, or this one changed, is read again."""
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, ValueError) as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from aqa.errors import InputError
+from aqa.errors import InputError, kind_of
 from aqa.limits import Limits, prompt_tokens_bound
 
 # The exact instructions R1-AQA was trained and evaluated with (its model card, and src/test.py and src/dataset in
@@ -14,8 +14,9 @@ from aqa.limits import Limits, prompt_tokens_bound
 ANSWER_ONLY = "Output the final answer in <answer> </answer>."
 THINKING = "Output the thinking process in <think> </think> and final answer in <answer> </answer>."
 MIN_OPTIONS = 2
-# Qwen's control tokens are all written <|name|> (<|im_start|>, <|im_end|>, <|endoftext|>, <|AUDIO|>, <|audio_bos|>...).
-CONTROL_TOKEN = re.compile(r"<\|[^\s<>|]+\|>")
+# Qwen's control tokens are all written <|name|> (<|im_start|>, <|im_end|>, <|endoftext|>, <|AUDIO|>, <|audio_bos|>...);
+# Audio Flamingo 3's audio placeholder is <sound>.
+CONTROL_TOKEN = re.compile(r"<\|[^\s<>|]+\|>|<sound>")
 MAX_LISTED = 5  # problems of one kind named in a message; the rest are counted
 # C0 controls but tab, newline and carriage return (pasted text keeps those), and DEL.
 CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -133,19 +134,6 @@ def text_problem(text: str) -> str | None:
     if found := CONTROL_CHARACTER.search(text):
         return f"contains a control character (U+{ord(found.group()):04X})"
     return None
-
-
-def kind_of(value) -> str:
-    """What a value that should have been text is, as a JSON sender would name it."""
-    if isinstance(value, bool):
-        return "true or false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return f"a {type(value).__name__}"
 
 
 def control_token(text: str) -> str | None:

@@ -14,7 +14,7 @@ import torch
 from transformers import TextIteratorStreamer
 
 from aqa.answering import answer_batch, plan_windows
-from aqa.audio import CHUNK_LENGTH, AudioInput, duration_of
+from aqa.audio import AudioInput, duration_of
 from aqa.errors import AQAError
 from aqa.inputs import prepare_batch
 from aqa.model import AQAModel
@@ -39,7 +39,7 @@ def answer_stream(
     """
     asked = Question(audio, question, options)
     stop = stop or threading.Event()
-    if decoding.long_audio == "windows" and duration_of(audio) > CHUNK_LENGTH:
+    if decoding.long_audio == "windows" and duration_of(audio) > model.heard_seconds:
         yield from stream_windows(model, asked, decoding, stop)
     else:
         yield from stream_question(model, asked, decoding, stop)
@@ -91,8 +91,8 @@ def stream_windows(
 ) -> Iterator[str | Result]:
     """A long clip answered window by window, each window streamed as a line that starts with its span, then the
     Result of the windows answered (all of them, unless stopped)."""
-    asked, spans, seconds = plan_windows(question)
-    if not spans:  # the header said over 30 s, the samples did not: an ordinary answer
+    asked, spans, seconds = plan_windows(question, model.heard_seconds)
+    if not spans:  # the header said it was longer than the model hears, the samples did not: an ordinary answer
         yield from stream_question(model, asked[0], decoding, stop)
         return
     plain = replace(decoding, long_audio="first")
@@ -107,7 +107,7 @@ def stream_windows(
             else:
                 results.append(piece)
         yield "\n"
-    yield merge_windows(results, spans[: len(results)], seconds)
+    yield merge_windows(results, spans[: len(results)], seconds, model.heard_seconds)
 
 
 class TokenStreamer(TextIteratorStreamer):

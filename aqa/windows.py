@@ -1,8 +1,9 @@
-"""Clips longer than the 30 s the audio encoder hears, answered window by window.
+"""Clips longer than the model hears in one piece (30 s for Qwen2-Audio), answered window by window.
 
-A long clip is cut into 30 s windows that overlap by WINDOW_OVERLAP seconds (so that a sound at a cut is heard
-whole in one window), the last one ending with the clip; each window is asked the question, and the overall answer
-is the option with the highest probability averaged over the windows. Pure functions: `aqa.answering` asks.
+A long clip is cut into windows as long as the model hears that overlap by WINDOW_OVERLAP seconds (so that a sound
+at a cut is heard whole in one window), the last one ending with the clip; each window is asked the question, and
+the overall answer is the option with the highest probability averaged over the windows. Pure functions:
+`aqa.answering` asks.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def window_questions(question: Question, samples, spans: Sequence[tuple[float, f
     ]
 
 
-def merge_windows(results: Sequence[Result], spans: Sequence[tuple[float, float]], seconds: float) -> Result:
+def merge_windows(
+    results: Sequence[Result], spans: Sequence[tuple[float, float]], seconds: float, length: float = CHUNK_LENGTH
+) -> Result:
     """One Result for the clip: the option with the highest mean probability over the windows, those mean
     probabilities, each window's answer in `windows`, and the windows' text, each line starting with its span."""
     options = list(results[0].probabilities)
@@ -64,7 +67,7 @@ def merge_windows(results: Sequence[Result], spans: Sequence[tuple[float, float]
         think=None,
         probabilities=mean,
         duration=seconds,
-        note=f"the clip is {seconds:.1f} s long: answered in {len(windows)} windows of {CHUNK_LENGTH} s "
+        note=f"the clip is {seconds:.1f} s long: answered in {len(windows)} windows of {length:g} s "
         f"({WINDOW_OVERLAP:g} s overlap); the answer has the highest mean probability over them",
         timings=timings,
         windows=windows,

@@ -16,12 +16,13 @@
 # NO_WHEELS=1 SIZE=tiny MMAU_CLIPS=64 bash bench/run_gpu.sh runs the same parts on the tiny architecture (on the CPU
 # here), to check the script itself before spending GPU time.
 #
-# Results: $OUT (or bench/results/gpu) holds decode.json, bf16.json, 4bit.json, mmau_bf16.json, grpo.json,
-# ab/before_1.json, ab/after_1.json and run.log.
+# Results: $OUT (or bench/results/gpu) holds decode.json, bf16.json, 4bit.json, mmau_bf16.json, one JSON per other
+# family and precision (qwen2.5-omni_bf16.json ...), grpo.json, ab/before_1.json, ab/after_1.json and run.log.
 set -uo pipefail
 out=${OUT:-bench/results/gpu}
 budget=${BUDGET:-570} size=${SIZE:-full} mmau_clips=${MMAU_CLIPS:-1000}
-parts=${PARTS:-gpu_tests decode bf16 4bit mmau_bf16 grpo before_after}
+families="qwen2.5-omni_bf16 qwen2.5-omni_4bit audio-flamingo-3_bf16 audio-flamingo-3_4bit qwen3-omni_bf16"
+parts=${PARTS:-gpu_tests decode bf16 4bit mmau_bf16 $families grpo before_after}
 ab_before=${AB_BEFORE:-.before}
 ab_args=${AB_ARGS:---precision bf16 --clips 64 --batch-sizes 32 --latency-runs 3 --baseline-runs 0}
 mkdir -p "$out"
@@ -67,6 +68,16 @@ bench bf16 130 --precision bf16 --clips 64 --decode-tokens 0 --think-tokens 0
 bench 4bit 110 --precision 4bit --clips 32 --baseline-runs 4 --decode-tokens 0 --think-tokens 0
 bench mmau_bf16 120 --precision bf16 --clips "$mmau_clips" --batch-sizes 32 --latency-runs 0 --baseline-runs 0 \
     --decode-tokens 0 --think-tokens 0
+# The other model families at their published shapes: peak memory and a 10 s answer's latency at batch 1 and 32, in
+# bf16 and 4-bit (Qwen3-Omni: bf16 only, 59 GiB; 4-bit is refused, its experts cannot be quantized).
+for family in qwen2.5-omni audio-flamingo-3; do
+    for precision in bf16 4bit; do
+        bench "${family}_$precision" 70 --family "$family" --precision "$precision" --clips 32 --batch-sizes 1 32 \
+            --latency-runs 2 --baseline-runs 0 --decode-tokens 0 --think-tokens 0
+    done
+done
+bench qwen3-omni_bf16 120 --family qwen3-omni --precision bf16 --clips 32 --batch-sizes 1 32 --latency-runs 2 \
+    --baseline-runs 0 --decode-tokens 0 --think-tokens 0
 # The one-GPU recipe as written (QLoRA, 8 generations of up to 256 tokens: random weights always write all 256).
 part grpo 170 python3 -m bench.grpo_step --random-weights "$size" --steps 2 --output "$out/grpo.json"
 if [ "$ab_before" = . ] || [ -d "$ab_before/aqa" ]; then

@@ -36,7 +36,7 @@ def mmar_meta() -> Path:
     if not path.is_file():
         pytest.skip(
             "needs MMAR's question file MMAR-meta.jsonl: put it in a folder and set AQA_MMAR_DIR to it "
-            "(README, 'MMAR and other benchmarks': github.com/ddlBoJack/MMAR)"
+            "(docs/evaluation.md, 'MMAR': github.com/ddlBoJack/MMAR)"
         )
     return path
 
@@ -47,7 +47,7 @@ def mmau_file(version: str) -> Path:
     if not path.is_file():
         pytest.skip(
             f"needs the MMAU test-mini question file {path.name}: put it in a folder and set AQA_MMAU_DIR to it "
-            "(README, 'Getting MMAU': github.com/Sakshi113/MMAU, the file at the version's commit)"
+            "(docs/evaluation.md, 'Getting MMAU': github.com/Sakshi113/MMAU, the file at the version's commit)"
         )
     return path
 

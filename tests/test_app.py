@@ -452,7 +452,7 @@ def test_a_request_is_bounded_in_time_and_a_client_holds_one_place(tiny_model, c
     ],
 )
 def test_a_long_clips_windows_share_one_token_budget(seconds, think, budget):
-    decoding = slot.decoding_options(AppSettings(), think, seconds)
+    decoding = slot.decoding_options(AppSettings(), think, seconds, heard_seconds=30.0)
     assert decoding.token_budget == budget
     assert len(window_spans(seconds)) * budget <= max(AppSettings().max_total_tokens, budget)
 
@@ -496,9 +496,9 @@ def test_answers_leave_no_empty_temporary_files(client, clips, gradio_cache):
 
 def full_size_checkpoint(folder: Path) -> str:
     """A folder holding only the config of Qwen2-Audio-7B's shapes (8.4B parameters): enough for the memory check."""
-    from aqa.random_weights import build_config, build_tokenizer
+    from aqa.families import QWEN2_AUDIO
 
-    build_config(build_tokenizer(), "full").save_pretrained(folder)
+    QWEN2_AUDIO.build_config(QWEN2_AUDIO.build_tokenizer(), "full").save_pretrained(folder)
     return str(folder)
 
 
@@ -513,23 +513,23 @@ GiB = 2**30
             ("cuda:0", "cuda:0"),
             24,
             "the models do not fit in GPU memory together: about 31.3 GiB of weights (15.6 + 15.6), 24.0 GiB "
-            "available; try --precision 4bit --compare-precision 4bit (about 13.3 GiB)",
+            "available; try --precision 4bit --compare-precision 4bit (about 13.4 GiB)",
         ),
         (("bf16", "bf16"), ("cuda:0", "cuda:0"), 80, None),  # an 80 GB GPU holds both
         (("4bit", "4bit"), ("cuda:0", "cuda:0"), 24, None),  # so does a 24 GB one in 4-bit
         (("bf16", "bf16"), ("cuda:0", "cuda:1"), 24, None),  # one on each GPU
-        (("bf16", "4bit"), ("cuda:0", "cuda:0"), 20, "try --precision 4bit --compare-precision 4bit (about 13.3 GiB)"),
+        (("bf16", "4bit"), ("cuda:0", "cuda:0"), 20, "try --precision 4bit --compare-precision 4bit (about 13.4 GiB)"),
         (  # even 4-bit is too much
             ("4bit", "4bit"),
             ("cuda:0", "cuda:0"),
             12,
-            "about 13.3 GiB of weights (6.7 + 6.7), 12.0 GiB available; put them on two GPUs (--compare-device cuda:1)",
+            "about 13.4 GiB of weights (6.7 + 6.7), 12.0 GiB available; put them on two GPUs (--compare-device cuda:1)",
         ),
         (
             ("fp32", "fp32"),
             ("cpu", "cpu"),
             48,
-            "the models do not fit in RAM together: about 62.5 GiB of weights (31.3 + 31.3)",
+            "the models do not fit in RAM together: about 62.6 GiB of weights (31.3 + 31.3)",
         ),
     ],
 )
@@ -630,7 +630,7 @@ def test_compare_history_keeps_both_models_and_judges_both(tiny_model, tiny_mode
     assert (line["correct"], line["compare correct"]) == (results[0].answer == "a", results[1].answer == "a")
     for prefix in ("", app_history.COMPARE):
         assert [(window["start"], window["end"]) for window in line[prefix + "windows"]] == [(0.0, 30.0), (10.0, 40.0)]
-    assert line["decoding"] == "greedy, up to 4 new tokens; clips over 30 s in 30 s windows"
+    assert line["decoding"] == "greedy, up to 4 new tokens; a clip longer than the model hears, window by window"
     [cells] = app_history.table_rows(history)
     sign = "=" if line["agree"] else "≠"
     assert cells[5] == f"{results[0].answer} {sign} {results[1].answer}"

@@ -347,7 +347,24 @@ def test_header_durations_through_ffprobe(clips):
     assert duration_of(clips["text.wav"]) == 0.0
 
 
-def test_without_ffmpeg_the_message_says_what_to_install(clips, monkeypatch):
+def test_without_ffmpeg_the_message_says_what_to_install(clips, tmp_path, monkeypatch):
+    path = Path(shutil.copy(clips["speech.m4a"], tmp_path / "speech.m4a"))  # a header not read before
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(AudioError, match=r"speech.m4a: not a readable audio file \(.*\); install FFmpeg"):
-        load_audio(clips["speech.m4a"])
+        load_audio(path)
+
+
+@pytest.mark.parametrize("cap", [0, -1.0, float("nan")])
+def test_a_cap_that_is_not_positive_is_a_programming_error(cap):
+    with pytest.raises(ValueError, match="max_seconds must be positive"):
+        load_audio(np.zeros(160, np.float32), max_seconds=cap)
+
+
+def test_a_header_is_read_again_when_its_file_changes(tmp_path):
+    """Headers are remembered (ffprobe takes tens of milliseconds, and answering asks up to three times), but only
+    while the file keeps its size and modification time."""
+    path = tmp_path / "clip.wav"
+    sf.write(path, np.zeros(SAMPLE_RATE), SAMPLE_RATE)
+    assert duration_of(path) == 1.0
+    sf.write(path, np.zeros(2 * SAMPLE_RATE), SAMPLE_RATE)
+    assert duration_of(path) == 2.0 and len(load_audio(path)) == 2 * SAMPLE_RATE

@@ -740,7 +740,7 @@ def test_long_clip_window_table_and_plot(served, viewport, tmp_path):
     smallest = min(PLOT_FONT.values()) * 100 / 72  # points to pixels at the figure's 100 dpi
     assert smallest * scale >= 9, f"the plot's smallest text is {smallest * scale:.1f} px on screen"
     expect(page.locator("#note")).to_contain_text("answered in 4 windows of 30 s")
-    expect(page.locator("#details")).to_contain_text("the highest mean probability over the clip's 30 s windows")
+    expect(page.locator("#details")).to_contain_text("the highest mean probability over the clip's windows")
     scroll_to(page, "#windows")
     shot(page, "screenshot_windows.png", tmp_path, viewport)
     page.close()

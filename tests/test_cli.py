@@ -71,7 +71,7 @@ BAD_INPUT = [
     ("truncated.wav", [], "truncated WAV", "a cut-off WAV"),
     ("missing.wav", [], "file not found", "a missing file"),
     ("tone.flac", ["--model", "/no/such/model"], "no such model directory", "an unknown model path"),
-    ("tone.flac", ["--model", "{clips}"], "not a Qwen2-Audio checkpoint", "a folder that is not a checkpoint"),
+    ("tone.flac", ["--model", "{clips}"], "not a model checkpoint", "a folder that is not a checkpoint"),
 ]
 
 
@@ -98,9 +98,63 @@ def test_bad_options(aqa_cli, tiny_model_dir, clips, options, message):
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
-def test_debug_shows_the_traceback(aqa_cli, clips):
-    done = aqa_cli("--debug", "ask", "--audio", clips["empty.wav"], "--question", "Q?", "--options", "a", "b")
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_traceback_before_or_after_the_command(aqa_cli, clips, where):
+    command = ["ask", "--audio", clips["empty.wav"], "--question", "Q?", "--options", "a", "b"]
+    done = aqa_cli(*(["--debug", *command] if where == "before" else [*command, "--debug"]))
     assert done.returncode != 0 and "Traceback" in done.stderr
+
+
+def test_debug_after_a_step_of_eval(aqa_cli, tmp_path):
+    done = aqa_cli("eval", "score", tmp_path / "missing.json", "--benchmark", "mmar", "--debug")
+    assert done.returncode != 0 and "Traceback" in done.stderr
+
+
+def test_version(aqa_cli):
+    import aqa
+
+    done = aqa_cli("--version", check=True)
+    assert done.stdout.strip() == f"aqa {aqa.__version__}"
+
+
+def every_parser():
+    from aqa.cli.main import build_parser, subparsers
+
+    parser = build_parser()
+    return [parser, *subparsers(parser)]
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    lacking = [
+        f"{parser.prog} {'/'.join(action.option_strings) or action.dest}"
+        for parser in every_parser()
+        for action in parser._actions
+        if not isinstance(action, argparse._SubParsersAction) and action.help in (None, "", argparse.SUPPRESS)
+    ]
+    assert not lacking, f"options without help text: {lacking}"
+
+
+def test_eval_help_does_not_speak_of_mmau_alone():
+    """`aqa eval` serves every benchmark, `aqa mmau` MMAU: each step's help, and the question file's, says which."""
+    data = {
+        parser.prog: next(action.help for action in parser._actions if action.dest == "data")
+        for parser in every_parser()
+        if parser.prog in ("aqa eval run", "aqa mmau run")
+    }
+    assert "MMAR" in data["aqa eval run"] and "MMAR" not in data["aqa mmau run"]
+    eval_steps, mmau_steps = every_step_help("aqa eval"), every_step_help("aqa mmau")
+    assert "R1-AQA's table" in mmau_steps["report"] and "R1-AQA" not in eval_steps["report"]
+    assert "MMAU's official rule" in mmau_steps["score"] and "benchmark's official rule" in eval_steps["score"]
+
+
+def every_step_help(prog: str) -> dict[str, str]:
+    import argparse
+
+    [parser] = [parser for parser in every_parser() if parser.prog == prog]
+    [steps] = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    return {choice.dest: choice.help for choice in steps._choices_actions}
 
 
 def write_questions(path, clips, names):
@@ -231,3 +285,15 @@ def test_ask_long_audio_windows_json(aqa_cli, tiny_model_dir, tmp_path):
     assert result["answer"] == max(mean, key=mean.get) and result["answer_source"] == "windows"
     default = ask(aqa_cli, tiny_model_dir, clip, "--max-new-tokens", "4", "--json")
     assert json.loads(default.stdout)["windows"] == [] and "first 30 s" in json.loads(default.stdout)["note"]
+
+
+def test_steps_that_load_no_model_do_not_import_the_model_libraries(tmp_path):
+    """`aqa mmau score` loads no model, so it imports neither torch nor transformers (each takes seconds)."""
+    (tmp_path / "preds.json").write_text("[]")
+    code = (
+        "import sys; from aqa.cli.main import main; "
+        f"main(['mmau', 'score', {str(tmp_path / 'preds.json')!r}]); "
+        "print(sorted(name for name in ('torch', 'transformers') if name in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stderr

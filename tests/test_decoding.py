@@ -208,7 +208,7 @@ RESULT_CASES = [
     "text, probabilities, expected, source, reason", RESULT_CASES, ids=[c[4] for c in RESULT_CASES]
 )
 def test_make_result_chooses_the_answer(text, probabilities, expected, source, reason):
-    result = make_result(prepared(("Man", "Woman")), text, probabilities, Timings())
+    result = make_result(prepared(("Man", "Woman")), text, probabilities, Timings(), 30.0)
     assert (result.answer, result.answer_source) == (expected, source), reason
 
 

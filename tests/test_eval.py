@@ -94,7 +94,27 @@ def test_mmar_score_equals_the_official_script(tmp_path, capsys):
     assert result["subcategories"] == {"Counting": 16.67, "Emotion": 100.0}  # 1 of 6 answered, 6 of 6
     assert main(["eval", "score", str(predictions), "--benchmark", "mmar"]) == 0
     text = capsys.readouterr().out
-    assert "MMAR, unknown version" in text and "left out above as the official evaluation.py leaves them out" in text
+    assert "MMAR, unknown version" in text and "left out above as MMAR's code/evaluation.py leaves them out" in text
+
+
+def test_the_mmar_report_footnote_agrees_with_its_numbers(tmp_path, capsys):
+    """Records without a prediction are left out of MMAR's accuracy (as its script does): the table's Average is the
+    58.33 over the 12 answered, and the footnote says so rather than "counted wrong"."""
+    records = [mmar_record(number, *case[:3]) for number, case in enumerate(MMAR_CASES)]
+    for record, case in zip(records, MMAR_CASES):
+        if case[3] is not None:
+            record["answer_prediction"] = case[3]
+    (tmp_path / "preds.json").write_text(json.dumps(records))
+    manifest = {"model": "tiny", "benchmark": "mmar", "mmar": {"records_in_file": 14}, "settings": {}}
+    (tmp_path / "preds.manifest.json").write_text(json.dumps(manifest))
+    assert main(["eval", "report", str(tmp_path / "preds.json"), "--benchmark", "mmar", "--label", "tiny"]) == 0
+    report = capsys.readouterr().out
+    [row] = [line for line in report.splitlines() if line.startswith("| tiny |")]
+    assert row.endswith("| 58.33 |")  # MMAR_EXPECTED["total"]: 7 of the 12 answered
+    assert "Average is the accuracy over the questions with a prediction" in report
+    assert "tiny: 14 questions" in report and "of the file's" not in report  # the whole file was run
+    assert "2 without a prediction, left out as MMAR's code/evaluation.py leaves them out" in report
+    assert "(counted wrong, the total would be 50.00)" in report  # 7 of 14
 
 
 def test_mmar_run_killed_part_way_resumes_and_writes_what_mmars_script_reads(tiny_model_dir, tmp_path, capsys):
@@ -150,7 +170,11 @@ def test_a_custom_jsonl_with_renamed_fields_runs_resumes_and_scores_by_group(tin
     args = ["eval", "run", *fields, "--model", str(tiny_model_dir), "--data", str(data), "--audio-dir", str(tmp_path)]
     args += ["--output", str(output), "--device", "cpu", "--max-new-tokens", "4"]
     assert main(args) == 0
-    assert "warning: 2 audio file(s) not found" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "warning: 2 audio file(s) not found" in captured.err
+    # No official script reads a custom file: the run names the command that scores it, and no evaluation.py.
+    assert "evaluation.py" not in captured.out
+    assert f"score it: aqa eval score {output} --benchmark custom" in captured.out
     synthesise(tmp_path, [{"audio_id": row["wav"]} for row in rows])
     assert main(args) == 0
     assert "4 of 6 already answered" in capsys.readouterr().err

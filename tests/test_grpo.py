@@ -215,6 +215,65 @@ def test_a_checkpoint_with_mismatched_keys_is_refused_in_one_line(trained, tiny_
     assert error.endswith("; 1 unexpected, e.g. extra.weight)")
 
 
+TRUNCATED = [
+    # (the file cut to half its size, the start of the reason named)
+    ("rng_state.pth", "rng_state.pth is cut short or damaged (File is not a zip file)"),
+    ("optimizer.pt", "optimizer.pt is cut short or damaged"),
+    ("scheduler.pt", "scheduler.pt is cut short or damaged"),
+    ("model.safetensors", "model.safetensors is cut short ("),
+    ("trainer_state.json", "trainer_state.json is not JSON ("),
+]
+
+
+@pytest.mark.parametrize("name, reason", TRUNCATED, ids=[case[0] for case in TRUNCATED])
+def test_a_truncated_checkpoint_file_is_named_before_the_model_loads(
+    name, reason, trained, tiny_model_dir, avqa_file, tmp_path, capsys, monkeypatch
+):
+    """The issue's case: a truncated RNG state was a traceback after 20-28 s of loading. Now one line names the
+    file, and nothing has been loaded."""
+
+    def no_model(*_, **__):
+        raise AssertionError("the model was loaded before the checkpoint was checked")
+
+    monkeypatch.setattr(train.grpo, "get_model", no_model)
+    out = tmp_path / "out"
+    checkpoint = shutil.copytree(trained[0] / "checkpoint-2", out / "checkpoint-2")
+    data = (checkpoint / name).read_bytes()
+    (checkpoint / name).write_bytes(data[: len(data) // 2])
+    args = ["--config", TINY_RECIPE, "--model_name_or_path", tiny_model_dir, "--train_file", avqa_file]
+    assert run(list(map(str, [*args, "--output_dir", out, "--resume_from_checkpoint", checkpoint]))) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith(f"error: {checkpoint}: {reason}"), lines[-1]
+
+
+def test_resume_true_skips_an_incomplete_newest_checkpoint(trained, tiny_model_dir, avqa_file, tmp_path, caplog):
+    """A run killed while it wrote checkpoint-2 (the trainer state is written last, so it is missing): `true` warns,
+    naming it, and resumes from checkpoint-1, retraining step 2."""
+    out = shutil.copytree(trained[0], tmp_path / "out", ignore=shutil.ignore_patterns("eval"))
+    (out / "checkpoint-2" / "trainer_state.json").unlink()
+    (out / "checkpoint-2" / "rng_state.pth").unlink()
+    args = ["--config", TINY_RECIPE, "--model_name_or_path", tiny_model_dir, "--train_file", avqa_file]
+    assert run(list(map(str, [*args, "--output_dir", out, "--resume_from_checkpoint", "true"]))) == 0
+    skipped = [record.getMessage() for record in caplog.records if "skipping" in record.getMessage()]
+    assert skipped == [
+        f"skipping {out / 'checkpoint-2'}, which cannot be resumed: not a training checkpoint (no trainer_state.json)"
+    ]
+    steps = [entry["step"] for entry in log_history(out) if "loss" in entry]
+    assert steps == [1, 2], "step 1 from checkpoint-1's state, step 2 trained again"
+
+
+def test_resume_true_with_no_good_checkpoint_names_the_newest(tmp_path, tiny_model_dir, avqa_file, capsys):
+    out = tmp_path / "out"
+    for step in (1, 2):
+        (out / f"checkpoint-{step}").mkdir(parents=True)
+    args = ["--config", TINY_RECIPE, "--model_name_or_path", tiny_model_dir, "--train_file", avqa_file]
+    assert run(list(map(str, [*args, "--output_dir", out, "--resume_from_checkpoint", "true"]))) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: --resume_from_checkpoint true: no checkpoint in {out} can be resumed (the newest, checkpoint-2: not "
+        "a training checkpoint (no trainer_state.json))"
+    )
+
+
 def test_two_processes_on_cpu(tiny_model_dir, avqa_file, eval_file, tmp_path):
     """torchrun gives accelerate MULTI_CPU with gloo (`accelerate launch --cpu --num_processes 2` starts only one
     process with accelerate 1.15)."""
@@ -239,6 +298,8 @@ def test_two_processes_on_cpu(tiny_model_dir, avqa_file, eval_file, tmp_path):
     ("args", "message"),
     [
         (["--train_file", "no/such.jsonl"], "no/such.jsonl: no such training file"),
+        (["--model_name_or_path", "no-such-model-dir"], "no-such-model-dir: no such model directory"),
+        (["--model_name_or_path", "someone/not-cached"], "HF_HUB_OFFLINE is set: build the offline tiny model"),
         (["--reward_funcs", "accuracy"], "unknown reward 'accuracy'"),
         (["--resume_from_checkpoint", "no/such/checkpoint-9"], "no such checkpoint directory"),
         (["--num_generations", "3"], "bad training settings: generation_batch_size (4) must be divisible by"),
@@ -254,6 +315,12 @@ def test_two_processes_on_cpu(tiny_model_dir, avqa_file, eval_file, tmp_path):
         (["--eval_steps", "100"], "evaluation needs questions: give --eval_file"),
         (["--use_peft", "true", "--resume_from_checkpoint", "CHECKPOINT"], "holds no LoRA adapter: a full fine-tune"),
         (["--eval_file", "no/such.json"], "no/such.json: no such eval file"),
+        # 3 usable rows, and a step takes 16 completions / 4 per prompt = 4 prompts: no step at all
+        (
+            ["--per_device_train_batch_size", "16"],
+            "3 training row(s) make no optimizer step: one step takes 4 prompts (1 process(es) x "
+            "per_device_train_batch_size 16 completions x steps_per_generation 1 / num_generations 4)",
+        ),
         (
             ["--eval_file", "EVAL", "--eval_strategy", "steps", "--load_best_model_at_end", "true"],
             "best_model accuracy",
@@ -278,6 +345,19 @@ def test_bad_settings_are_one_line_errors_before_the_model_loads(
     assert run([*base, *train_file, *args]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("error: ") and message.replace("OUT", str(out)) in error
+
+
+@pytest.mark.parametrize("think", [False, True])
+def test_each_row_carries_the_prompt_mode_its_format_reward_needs(avqa_file, think):
+    """`--think true` asks the thinking prompt, and the rows tell format_reward to hold completions to R1-AQA's
+    think-mode pattern (its rewards.py), not the answer-only one."""
+    dataset = get_dataset(DataArguments(train_file=str(avqa_file), think=think))
+    row = dataset[0]
+    assert row["think"] is think and ("<think>" in str(row["prompt"])) is think
+    [format_reward] = get_rewards(["format_reward"])
+    completion = "<think>a steady tone</think>\n<answer>Tone</answer>"
+    columns = {name: [row[name]] for name in ("answer", "options", "id", "think")}
+    assert format_reward([completion], **columns) == [1.0 if think else 0.0]
 
 
 def test_a_missing_logging_backend_is_a_one_line_error(avqa_file, tiny_model_dir, tmp_path, capsys, monkeypatch):

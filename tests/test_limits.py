@@ -36,6 +36,8 @@ REFUSED = [
     ("What is <|AUDIO|> here?", OPTIONS, "the question contains '<|AUDIO|>', a control token of the model", "audio"),
     ("Q?", ["Man", "<|im_end|>"], "option 2 contains '<|im_end|>', a control token of the model", "end of turn"),
     ("Q?", ["a<|endoftext|>", "b"], "option 1 contains '<|endoftext|>', a control token of the model", "inside a word"),
+    ("Is it <sound>?", OPTIONS, "the question contains '<sound>', a control token of the model", "AF3's audio slot"),
+    ("Q?", ["<|audio_pad|>", "b"], "option 1 contains '<|audio_pad|>', a control token of the model", "Qwen3-Omni's"),
     (
         "é" * 1000,  # 1000 characters, 2000 bytes
         [f"{i}" + "é" * 299 for i in range(8)],

@@ -5,6 +5,7 @@ effect of the options' order. Records and clips are made here; no MMAU file is n
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from test_mmau import made_up_records, synthesise
 
 import aqa
-from aqa.answering import batch_seed
+from aqa.answering import SEEDING, batch_seed
 from aqa.audio import load_audio
 from aqa.cli.main import main
 from aqa.eval.protocols import aqa_prediction
@@ -87,7 +88,9 @@ def test_r1_aqa_protocol_is_the_model_cards_generate_on_the_first_channel(tiny_m
     # The model card's recipe, `generate(**inputs, max_new_tokens=256)` and nothing else, under the batch's seed.
     record, prediction = RECORDS[0], first[0]
     path = tmp_path / "MMAU" / record["audio_id"]
-    question = Question(path, record["question"], tuple(record["choices"]), allow_duplicate_options=True)
+    # seeded by the item's id and its clip as the record names it (relative to --audio-dir), never its full path
+    key = f"{record['id']}\t{record['audio_id']}"
+    question = Question(path, record["question"], tuple(record["choices"]), allow_duplicate_options=True, key=key)
     text = tiny_model.processor.apply_chat_template(
         build_messages(record["question"], record["choices"], audio_url=str(path)), add_generation_prompt=True,
         tokenize=False,
@@ -174,7 +177,7 @@ def test_runs_report_each_run_the_mean_std_and_interval(tiny_model_dir, tmp_path
     chart = tmp_path / "report.png"
     assert main(["mmau", "report", str(output), "--label", "tiny", "--chart", str(chart)]) == 0
     table = capsys.readouterr().out
-    assert "| tiny | fp32, sampled, 3 runs (seeds 5, 6, 7) |" in table and " ± " in table
+    assert "| tiny | qwen2-audio, fp32, sampled, 3 runs (seeds 5, 6, 7) |" in table and " ± " in table
     assert chart.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -221,3 +224,61 @@ def test_a_run_from_before_protocols_existed_resumes(tiny_model_dir, tmp_path, c
     capsys.readouterr()
     run(tmp_path, tiny_model_dir, "preds.json", "--max-new-tokens", "4")
     assert f"{len(RECORDS)} of {len(RECORDS)} already answered" in capsys.readouterr().err
+
+
+# --- seeds that travel with the data ----------------------------------------------------------------------------
+
+
+def test_a_batch_seed_never_depends_on_the_folder_of_its_clips():
+    def asked(folder: str, key: str = "q1\t./clips/a.wav") -> Question:
+        return Question(f"{folder}/clips/a.wav", "What is it?", ("Dog", "Cat"), key=key)
+
+    assert batch_seed(0, [asked("/home/me/data")]) == batch_seed(0, [asked("/mnt/copy")])
+    assert batch_seed(0, [asked("/data")]) != batch_seed(1, [asked("/data")]), "the run's seed counts"
+    assert batch_seed(0, [asked("/data")]) != batch_seed(0, [asked("/data", key="q2\t./clips/a.wav")]), "the id counts"
+
+
+def test_a_seeded_run_writes_the_same_text_on_a_copy_of_the_data_elsewhere(tiny_model_dir, tmp_path):
+    """Same command, same seed, the same files in another folder (as on another machine): the same sampled text."""
+    here, there = tmp_path / "here", tmp_path / "somewhere" / "else"
+    synthesise(here / "MMAU", RECORDS)
+    shutil.copytree(here / "MMAU", there / "MMAU")
+    seeded = ["--protocol", "r1-aqa", "--seed", "0", "--max-new-tokens", "12"]
+    first = run(here, tiny_model_dir, "preds.json", *seeded)
+    again = run(there, tiny_model_dir, "preds.json", *seeded)
+    assert [p["raw_output"] for p in first] == [p["raw_output"] for p in again]
+    assert len({p["raw_output"] for p in first}) > 1, "the items sampled different text: the check has teeth"
+    manifest = json.loads((there / "preds.manifest.json").read_text())
+    assert manifest["settings"]["seeding"] == SEEDING
+
+
+def test_a_seeded_sampled_run_of_the_older_seeding_is_refused_in_one_line(tiny_model_dir, tmp_path, capsys):
+    """Resuming it would mix two seedings in one run: the message says why and how to go on."""
+    synthesise(tmp_path / "MMAU", RECORDS)
+    seeded = ["--protocol", "r1-aqa", "--seed", "0", "--max-new-tokens", "4"]
+    run(tmp_path, tiny_model_dir, "preds.json", *seeded, "--limit", "1")
+    manifest_path = tmp_path / "preds.manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["settings"]["seeding"]  # as a run of an earlier release recorded it
+    manifest_path.write_text(json.dumps(manifest))
+    capsys.readouterr()
+    args = ["mmau", "run", "--model", str(tiny_model_dir), "--device", "cpu", "--output", str(tmp_path / "preds.json")]
+    assert main([*args, *write_data(tmp_path, RECORDS), *seeded]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "older seeding" in error and "--restart" in error
+    run(tmp_path, tiny_model_dir, "preds.json", *seeded, "--restart")  # starts over with this seeding
+
+
+def test_an_older_greedy_seeded_run_still_resumes(tiny_model_dir, tmp_path, capsys):
+    """Greedy decoding samples nothing, so the seeding does not matter there (the options' orders never hashed a
+    path): such a run resumes."""
+    synthesise(tmp_path / "MMAU", RECORDS)
+    run(tmp_path, tiny_model_dir, "preds.json", "--seed", "0", "--max-new-tokens", "4", "--limit", "1")
+    manifest_path = tmp_path / "preds.manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["settings"]["seeding"] is None
+    del manifest["settings"]["seeding"]
+    manifest_path.write_text(json.dumps(manifest))
+    capsys.readouterr()
+    run(tmp_path, tiny_model_dir, "preds.json", "--seed", "0", "--max-new-tokens", "4")
+    assert f"1 of {len(RECORDS)} already answered" in capsys.readouterr().err

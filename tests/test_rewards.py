@@ -11,6 +11,7 @@ stripped, must equal the stripped option. Format: `re.fullmatch(r"<answer>.*?</a
 from __future__ import annotations
 
 import doctest
+import re
 import threading
 
 import pytest
@@ -101,6 +102,43 @@ FORMAT_CASES = [
     ("<ANSWER>Dog</ANSWER>", 0.0, 0.0, "the tags are case-sensitive"),
     ("", 0.0, 0.0, "empty completion"),
 ]
+
+
+# R1-AQA's think-mode format pattern, as its src/utils/rewards.py has it (the line its README says to uncomment for the
+# thinking prompt), used with re.fullmatch and re.DOTALL like the answer-only one.
+R1_AQA_THINK_PATTERN = r"<think>.*?</think>\s*<answer>.*?</answer>"
+
+# (completion, R1-AQA's think-mode format reward, the strict one, why): rows asked with the thinking prompt
+THINK_FORMAT_CASES = [
+    ("<think>a dog barks</think><answer>Dog</answer>", 1.0, 1.0, "thinking, then the answer"),
+    ("<think>a dog barks</think>\n<answer>Dog</answer>", 1.0, 1.0, "a line break between the blocks (\\s*)"),
+    ("<think>\nfirst\nsecond\n</think>\n\n<answer>\nDog\n</answer>", 1.0, 1.0, "lines inside both (DOTALL)"),
+    ("<think></think><answer>Dog</answer>", 1.0, 1.0, "empty thinking is still the format"),
+    ("<answer>Dog</answer>", 0.0, 0.0, "no thinking: the answer-only format earns nothing in think mode"),
+    ("<think>a dog barks</think>", 0.0, 0.0, "no answer"),
+    ("<think>a dog</think> so <answer>Dog</answer>", 0.0, 0.0, "words between the blocks"),
+    ("<answer>Dog</answer><think>why</think>", 0.0, 0.0, "the wrong order"),
+    ("I think <think>x</think><answer>Dog</answer>", 0.0, 0.0, "text before the thinking"),
+    ("<think>x</think><answer>Dog</answer>\n", 0.0, 0.0, "a trailing newline: fullmatch allows nothing outside"),
+    ("<think>a</think><think>b</think><answer>Dog</answer>", 1.0, 0.0, "two think blocks match the lazy pattern"),
+    ("<think>x</think><answer>a</answer><answer>b</answer>", 1.0, 0.0, "two answer blocks, likewise"),
+    ("<think>x <answer>Cat</answer></think><answer>Dog</answer>", 1.0, 0.0, "an answer tag inside the thinking"),
+    ("<THINK>x</THINK><answer>Dog</answer>", 0.0, 0.0, "the tags are case-sensitive"),
+]
+
+
+@pytest.mark.parametrize(("completion", "original", "strict", "why"), THINK_FORMAT_CASES)
+def test_format_rewards_in_thinking_mode_are_r1_aqas_think_pattern(completion, original, strict, why):
+    assert (re.fullmatch(R1_AQA_THINK_PATTERN, completion, re.DOTALL) is not None) == bool(original), why
+    assert format_reward([completion], think=[True]) == [original], why
+    assert strict_format_reward([completion], think=[True]) == [strict], why
+
+
+def test_each_completion_is_held_to_its_own_rows_format():
+    completions = ["<think>x</think><answer>Dog</answer>", "<answer>Dog</answer>"] * 2
+    think = [True, True, False, False]
+    assert format_reward(completions, think=think) == [1.0, 0.0, 0.0, 1.0]
+    assert strict_format_reward(completions, think=think) == [1.0, 0.0, 0.0, 1.0]
 
 
 def test_the_tables_have_at_least_40_completions():

@@ -249,6 +249,21 @@ def test_bad_input_is_one_line_error_before_the_model_loads(
     assert message.replace("OUT", str(out)) in error and error.count("\n") == 1
 
 
+def test_a_run_that_would_make_no_step_stops_before_the_model_loads(avqa_jsonl, tiny_model_dir, tmp_path, capsys):
+    """With --dataloader_drop_last, fewer rows than one batch would train 0 steps and still save a model."""
+
+    def no_model(*_, **__):
+        raise AssertionError("the model was loaded before the row count was checked")
+
+    override = ["--dataloader_drop_last", "true", "--per_device_train_batch_size", "64"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sft, "get_model", no_model)
+        assert sft.run(tiny_args(tiny_model_dir, avqa_jsonl, tmp_path / "o", *override)) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: ") and "row(s) make no optimizer step" in error
+    assert "1 process(es) x per_device_train_batch_size 64" in error
+
+
 @pytest.mark.parametrize("recipe", sorted((ROOT / "train" / "recipes").glob("sft_*.yaml")), ids=lambda p: p.stem)
 def test_recipes_parse_with_answer_only_data_settings(recipe):
     # --use_cpu: the GPU recipes ask for bf16, which TrainingArguments refuses on a machine without a GPU otherwise.

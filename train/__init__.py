@@ -1,1 +1,1 @@
-"""GRPO and SFT training for R1-AQA on TRL (see README: Training)."""
+"""GRPO and SFT training for R1-AQA on TRL (docs/training.md)."""

@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,11 +28,12 @@ from safetensors import safe_open
 from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration, Trainer, TrainingArguments
 from transformers.conversion_mapping import get_model_conversion_mapping
 from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
-from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
+from transformers.trainer_utils import IntervalStrategy
 from transformers.utils import ADAPTER_SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 from trl.models import unwrap_model_for_generation
 
 from aqa.errors import AQAError, first_line
+from aqa.families import QWEN2_AUDIO, family_of
 from aqa.model import AQAModel, load_kwargs
 from train.config import AUDIO_ENCODER, AudioModelConfig, DataArguments
 from train.data import Example, load_examples
@@ -81,7 +83,7 @@ def get_model(model_args: AudioModelConfig) -> Qwen2AudioForConditionalGeneratio
     """The policy, in the recipe's dtype; 4/8-bit quantize only the language model (as `aqa.load_model` does)."""
     kwargs = {"revision": model_args.model_revision, "attn_implementation": model_args.attn_implementation}
     if model_args.load_in_4bit or model_args.load_in_8bit:
-        kwargs.update(load_kwargs("4bit" if model_args.load_in_4bit else "8bit"))
+        kwargs.update(load_kwargs(QWEN2_AUDIO, "4bit" if model_args.load_in_4bit else "8bit"))
         kwargs["device_map"] = {"": PartialState().device}  # quantized weights are placed at load, one copy per GPU
     else:
         dtype = model_args.dtype
@@ -120,32 +122,78 @@ def check_settings(training_args: TrainingArguments) -> None:
 
 
 def resume_checkpoint(training_args: TrainingArguments, model_args: AudioModelConfig) -> str | None:
-    """The checkpoint folder to resume from: `--resume_from_checkpoint DIR`, or `true`/`last` for the newest one in
-    output_dir. Checked now, before anything loads: it must hold the trainer state and the optimizer's (a checkpoint
-    saved with --save_only_model would restart the optimizer and the learning-rate schedule), and a LoRA adapter
-    exactly when LoRA is on."""
+    """The checkpoint folder to resume from: `--resume_from_checkpoint DIR`, or `true`/`last` for the newest good one
+    in output_dir. Checked now, before anything loads, so that a bad checkpoint costs one line and not minutes of
+    loading then a traceback: every file a resume reads must be there and whole (the trainer state, the weights'
+    safetensors headers, the optimizer, the scheduler and the RNG state; a checkpoint saved with --save_only_model
+    would restart the optimizer and the learning-rate schedule), and a LoRA adapter must be there exactly when LoRA
+    is on. With `true`, a newest checkpoint that is incomplete (a run killed while writing it) or unreadable is
+    skipped with a warning naming it, for the newest good one."""
     value = training_args.resume_from_checkpoint
     if value is None:
         return None
-    output_dir = Path(training_args.output_dir)
     if value.lower() in ("true", "last"):
-        last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-        if last is None:
-            raise UsageError(f"--resume_from_checkpoint {value}: {output_dir} holds no checkpoint-N folder")
-        value = last
+        return newest_good_checkpoint(Path(training_args.output_dir), value, model_args.use_peft)
     folder = Path(value)
     if not folder.is_dir():
         raise UsageError(f"{value}: no such checkpoint directory")
-    if not (folder / "trainer_state.json").is_file():
-        raise UsageError(f"{value}: not a training checkpoint (no trainer_state.json)")
-    if not has_optimizer_state(folder):
-        raise UsageError(f"{value}: no optimizer state (saved with --save_only_model?), so it cannot be resumed")
-    adapter = (folder / ADAPTER_SAFE_WEIGHTS_NAME).is_file()
-    if adapter and not model_args.use_peft:
-        raise UsageError(f"{folder} holds a LoRA adapter: resume it with --use_peft true and the same LoRA options")
-    if model_args.use_peft and not adapter:
-        raise UsageError(f"{folder} holds no LoRA adapter: a full fine-tune resumes without --use_peft")
+    if problem := checkpoint_problem(folder, model_args.use_peft):
+        raise UsageError(f"{folder}: {problem}")
     return str(folder)
+
+
+def newest_good_checkpoint(output_dir: Path, value: str, use_peft: bool) -> str:
+    folders = sorted(
+        (path for path in output_dir.glob("checkpoint-*") if path.is_dir() and path.name[11:].isdigit()),
+        key=lambda path: int(path.name[11:]),
+        reverse=True,
+    )
+    if not folders:
+        raise UsageError(f"--resume_from_checkpoint {value}: {output_dir} holds no checkpoint-N folder")
+    problems = []
+    for folder in folders:
+        problem = checkpoint_problem(folder, use_peft)
+        if problem is None:
+            return str(folder)
+        logger.warning("skipping %s, which cannot be resumed: %s", folder, problem)
+        problems.append(problem)
+    raise UsageError(
+        f"--resume_from_checkpoint {value}: no checkpoint in {output_dir} can be resumed "
+        f"(the newest, {folders[0].name}: {problems[0]})"
+    )
+
+
+def checkpoint_problem(folder: Path, use_peft: bool) -> str | None:
+    """Why `folder` cannot be resumed, if it cannot: a file the resume reads is missing or cut short. A checkpoint of
+    the other kind (LoRA or not) is not a broken one: that is a UsageError at once."""
+    if not (folder / "trainer_state.json").is_file():
+        return "not a training checkpoint (no trainer_state.json)"
+    if problem := json_problem(folder / "trainer_state.json"):
+        return f"trainer_state.json is {problem}"
+    if not has_optimizer_state(folder):
+        return "no optimizer state (saved with --save_only_model?), so it cannot be resumed"
+    adapter = (folder / ADAPTER_SAFE_WEIGHTS_NAME).is_file()
+    if adapter and not use_peft:
+        raise UsageError(f"{folder} holds a LoRA adapter: resume it with --use_peft true and the same LoRA options")
+    if use_peft and not adapter:
+        raise UsageError(f"{folder} holds no LoRA adapter: a full fine-tune resumes without --use_peft")
+    weights = [folder / ADAPTER_SAFE_WEIGHTS_NAME] if use_peft else weight_files(folder)
+    if isinstance(weights, str):
+        return weights
+    for path in weights:
+        if problem := safetensors_problem(path):
+            return f"{path.relative_to(folder)} is {problem}"
+    optimizer = [path for path in (folder / "optimizer.pt", folder / "optimizer.bin") if path.is_file()]
+    # DeepSpeed and FSDP keep the optimizer in folders of their own, which they check as they load them.
+    if optimizer and not (folder / "scheduler.pt").is_file():
+        return "scheduler.pt is missing (without it the Trainer silently skips the optimizer's state too)"
+    random_states = sorted(folder.glob("rng_state*.pth"))
+    if not random_states:
+        return "rng_state.pth is missing (the random number generators' state)"
+    for path in [*optimizer, folder / "scheduler.pt", *random_states]:
+        if path.is_file() and (problem := torch_file_problem(path)):
+            return f"{path.name} is {problem}"
+    return None
 
 
 def has_optimizer_state(folder: Path) -> bool:
@@ -154,6 +202,67 @@ def has_optimizer_state(folder: Path) -> bool:
     files = (folder / "optimizer.pt").is_file() or (folder / "optimizer.bin").is_file()
     folders = [path.name for path in folder.iterdir() if path.is_dir()]
     return files or any("optimizer" in name or name.startswith("global_step") for name in folders)
+
+
+def weight_files(folder: Path) -> list[Path] | str:
+    """The safetensors files of a full checkpoint (one, or the shards its index names), or why there are none."""
+    single, index = folder / SAFE_WEIGHTS_NAME, folder / SAFE_WEIGHTS_INDEX_NAME
+    if single.is_file():
+        return [single]
+    if index.is_file():
+        if problem := json_problem(index):
+            return f"{index.name} is {problem}"
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map")
+        if not isinstance(weight_map, dict):
+            return f"{index.name} is not a weights index (no weight_map)"
+        shards = [folder / name for name in sorted(set(map(str, weight_map.values())))]
+        missing = [path.name for path in shards if not path.is_file()]
+        return f"{missing[0]} is missing (named in {index.name})" if missing else shards
+    if any(path.is_dir() for path in folder.glob("global_step*")):
+        return []  # DeepSpeed's own checkpoint, which holds the weights and which DeepSpeed loads and checks
+    return f"no model weights ({SAFE_WEIGHTS_NAME}) to resume from"
+
+
+def json_problem(path: Path) -> str | None:
+    try:
+        value = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return f"not JSON ({first_line(error)})"
+    return None if isinstance(value, dict) else "not a JSON object"
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Whether a safetensors file is whole, from its header alone: an 8-byte length, a JSON table of tensors, and
+    data up to the end of the last tensor (reading the header costs microseconds, whatever the file's size)."""
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        if size < 8 or length > size - 8:
+            return f"cut short ({size} bytes, not even its header)"
+        try:
+            header = json.loads(handle.read(length))
+            ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, IndexError, TypeError):
+            return "not a safetensors file (its header is not a table of tensors)"
+    expected = 8 + length + max(ends, default=0)
+    return f"cut short ({size} of {expected} bytes)" if size < expected else None
+
+
+def torch_file_problem(path: Path) -> str | None:
+    """Whether a torch.save file is whole: torch writes a zip archive, whose table of contents is its last bytes, so
+    a file cut short has none. (Files of the older pickle format, before torch 1.6, cannot be checked this way.)"""
+    with path.open("rb") as handle:
+        start = handle.read(2)
+    if start[:1] == b"\x80":  # the legacy format: a bare pickle
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.infolist()
+    except (zipfile.BadZipFile, OSError) as error:
+        return f"cut short or damaged ({first_line(error)})"
+    return None
 
 
 def set_up_evaluation(data_args: DataArguments, training_args: TrainingArguments) -> None:
@@ -344,7 +453,8 @@ class AudioTrainerHooks:
                 policy = unwrapped.get_base_model() if isinstance(unwrapped, PeftModel) else unwrapped
                 with generation_config_of(policy, self._loaded_generation_config):
                     name, precision = self.args.output_dir, precision_of(policy)
-                    answerer = AQAModel(policy, self.processing_class, name, precision, accelerator.device)
+                    family = family_of(policy.config.model_type)
+                    answerer = AQAModel(policy, self.processing_class, family, name, precision, accelerator.device)
                     rank, world = accelerator.process_index, accelerator.num_processes
                     shard = answer_shard(answerer, eval_set, rank, world, self.args.per_device_eval_batch_size)
             predictions = in_file_order(gather_object(shard))

@@ -17,7 +17,7 @@ Several nodes: the same command on every node, adding `--num_machines N --num_pr
 --main_process_ip HOST0 --main_process_port 29500` after `accelerate launch`.
 
 Add `--eval_file dev.json` to answer a dev set at every checkpoint (accuracy logged as eval_accuracy), and
-`--resume_from_checkpoint true` to continue a stopped run from its newest checkpoint (README: Training).
+`--resume_from_checkpoint true` to continue a stopped run from its newest checkpoint (docs/training.md).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from accelerate import PartialState
 from transformers import set_seed
 from trl import get_peft_config
 
+from aqa.model import read_config
 from aqa.prompt import build_messages
 from train.common import (
     UsageError,
@@ -69,7 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     set_seed(training_args.seed)
 
     # --- data: one prompt per question; the audio path rides inside the prompt's audio entry ---------------------
+    read_config(model_args.model_name_or_path, "fp32")  # a wrong path, another architecture, no Hub: one line now
     dataset = get_dataset(data_args)
+    check_steps(len(dataset), training_args)
     eval_set = get_eval_set(data_args)
 
     # --- rewards, model, processor ---------------------------------------------------------------------------------
@@ -108,6 +111,22 @@ def log_layout(training_args: AudioGRPOConfig) -> None:
     )
 
 
+def check_steps(rows: int, training_args: AudioGRPOConfig) -> None:
+    """Stop, before the model loads, a run that would make no optimizer step (and still save a model, exit 0).
+
+    TRL's sampler hands out the prompts of one generation at a time, `generation_batch_size / num_generations` of
+    them across all processes, and drops a last group smaller than that: with fewer rows it yields nothing."""
+    prompts = training_args.generation_batch_size // training_args.num_generations
+    if rows < prompts:
+        raise UsageError(
+            f"{rows} training row(s) make no optimizer step: one step takes {prompts} prompts "
+            f"({training_args.world_size} process(es) x per_device_train_batch_size "
+            f"{training_args.per_device_train_batch_size} completions x steps_per_generation "
+            f"{training_args.steps_per_generation} / num_generations {training_args.num_generations}); give at least "
+            f"{prompts} rows, or use fewer processes or a smaller per_device_train_batch_size"
+        )
+
+
 def get_dataset(data_args: DataArguments) -> datasets.Dataset:
     """One GRPO row per usable example (see `train.common.get_examples` for what is skipped)."""
     return datasets.Dataset.from_list([to_row(example, data_args.think) for example in get_examples(data_args)])
@@ -120,6 +139,7 @@ def to_row(example: Example, think: bool) -> dict:
         "answer": example.answer,  # the correct option's text, read by accuracy_reward
         "options": list(example.options),
         "id": example.id,
+        "think": think,  # which format the format rewards hold the completion to (R1-AQA's think-mode pattern)
     }
 
 

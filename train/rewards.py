@@ -7,8 +7,10 @@ A completion is the generated text, or TRL's conversational form `[{"role": "ass
 with math-verify 0.7.0 as its requirements.txt pins it), so that a run on this code optimises what the paper's run
 optimised. They are lenient in ways that matter: a bare `Dog` with no tag earns accuracy, a math_verify pass can pay a
 wrong option whose last number matches the right one's ("2.00 to 4.00" for "1.50 to 4.00"), and two answer blocks in
-a row count as the format. `strict_accuracy_reward` and `strict_format_reward` are the stricter rules (tag required,
-the parser inference uses; exactly one block), selectable with `--reward_funcs`.
+a row count as the format. A row asked with the thinking prompt (`--think true`, its `think` column) is held to the
+original's think-mode format, `<think>…</think>` then `<answer>…</answer>`, as R1-AQA's authors switch it on for that
+prompt. `strict_accuracy_reward` and `strict_format_reward` are the stricter rules (tag required, the parser
+inference uses; exactly one block), selectable with `--reward_funcs`.
 """
 
 from __future__ import annotations
@@ -27,13 +29,25 @@ REWARDS: dict[str, RewardFunc] = {}
 # R1-AQA's format pattern (its answer reading is aqa.parsing.extract_r1_aqa_answer): DOTALL and a lazy body inside a
 # full match, so "<answer>a</answer><answer>b</answer>" matches as one block whose body is "a</answer><answer>b".
 R1_AQA_FORMAT = re.compile(r"<answer>.*?</answer>", re.DOTALL)
-# Exactly one <answer>…</answer> block and nothing around it: the strict format.
+# R1-AQA's think-mode pattern: the line its rewards.py has commented out under the answer-only one, which its README
+# ("If you want to see how to think", commit 2850ffb) says to uncomment with the thinking prompt.
+R1_AQA_THINK_FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
+# Exactly one <answer>…</answer> block and nothing around it: the strict format; in thinking mode, exactly one
+# <think>…</think> block before it, white space between them.
 ONE_ANSWER_BLOCK = re.compile(r"<answer>(?:(?!</?answer>).)*</answer>", re.DOTALL)
+ONE_THINK_THEN_ANSWER = re.compile(
+    r"<think>(?:(?!</?think>|</?answer>).)*</think>\s*" + ONE_ANSWER_BLOCK.pattern, re.DOTALL
+)
 
 
 def register(func: RewardFunc) -> RewardFunc:
     REWARDS[func.__name__] = func
     return func
+
+
+def thinking(think: Sequence[bool] | None, count: int) -> list[bool]:
+    """Per completion, whether its row was asked with the thinking prompt (the `think` column; absent: none was)."""
+    return [bool(value) for value in think] if think is not None else [False] * count
 
 
 def completion_text(completion: str | Sequence[dict]) -> str:
@@ -76,13 +90,17 @@ def accuracy_reward(completions: Sequence, answer: Sequence[str], **kwargs) -> l
 
 
 @register
-def format_reward(completions: Sequence, **kwargs) -> list[float | None]:
-    """R1-AQA's format reward, exactly: 1.0 when the whole completion matches `<answer>.*?</answer>` (DOTALL).
+def format_reward(completions: Sequence, think: Sequence[bool] | None = None, **kwargs) -> list[float | None]:
+    """R1-AQA's format reward, exactly: 1.0 when the whole completion matches `<answer>.*?</answer>` (DOTALL), or,
+    for a row asked with the thinking prompt (`think` True), `<think>.*?</think>\\s*<answer>.*?</answer>`.
 
     >>> format_reward(["<answer>Dog</answer>", "<answer>a</answer><answer>b</answer>", "It is <answer>Dog</answer>"])
     [1.0, 1.0, 0.0]
+    >>> format_reward(["<think>a dog barks</think>\\n<answer>Dog</answer>", "<answer>Dog</answer>"], think=[True, True])
+    [1.0, 0.0]
     """
-    return [1.0 if R1_AQA_FORMAT.fullmatch(completion_text(c)) else 0.0 for c in completions]
+    patterns = [R1_AQA_THINK_FORMAT if row else R1_AQA_FORMAT for row in thinking(think, len(completions))]
+    return [1.0 if pattern.fullmatch(completion_text(c)) else 0.0 for c, pattern in zip(completions, patterns)]
 
 
 @register
@@ -102,13 +120,15 @@ def strict_accuracy_reward(completions: Sequence, answer: Sequence[str], **kwarg
 
 
 @register
-def strict_format_reward(completions: Sequence, **kwargs) -> list[float | None]:
-    """1.0 when the whole completion is exactly one `<answer>…</answer>` block, else 0.0.
+def strict_format_reward(completions: Sequence, think: Sequence[bool] | None = None, **kwargs) -> list[float | None]:
+    """1.0 when the whole completion is exactly one `<answer>…</answer>` block (for a row asked with the thinking
+    prompt: exactly one `<think>…</think>` block, then that), else 0.0.
 
     >>> strict_format_reward(["<answer>Dog</answer>", "<answer>a</answer><answer>b</answer>"])
     [1.0, 0.0]
     """
-    return [1.0 if ONE_ANSWER_BLOCK.fullmatch(completion_text(c)) else 0.0 for c in completions]
+    patterns = [ONE_THINK_THEN_ANSWER if row else ONE_ANSWER_BLOCK for row in thinking(think, len(completions))]
+    return [1.0 if pattern.fullmatch(completion_text(c)) else 0.0 for c, pattern in zip(completions, patterns)]
 
 
 def get_reward_funcs(names: Sequence[str]) -> list[RewardFunc]:

@@ -163,6 +163,20 @@ def get_answer_examples(data_args: DataArguments) -> list[Example]:
     return get_examples(data_args)
 
 
+def check_steps(rows: int, training_args: SFTConfig) -> None:
+    """Stop, before the model loads, a run that would make no optimizer step (and still save a model, exit 0): with
+    `dataloader_drop_last` a batch of fewer than per_device_train_batch_size rows per process is dropped. Without it
+    the last batch is kept, padded across processes by accelerate, so any row trains."""
+    batch = training_args.per_device_train_batch_size * training_args.world_size
+    if training_args.dataloader_drop_last and rows < batch:
+        raise UsageError(
+            f"{rows} training row(s) make no optimizer step: with --dataloader_drop_last a step takes {batch} rows "
+            f"({training_args.world_size} process(es) x per_device_train_batch_size "
+            f"{training_args.per_device_train_batch_size}); give at least {batch} rows, or use fewer processes or a "
+            "smaller per_device_train_batch_size"
+        )
+
+
 def check_tokenizer(processor) -> None:
     tokenizer = processor.tokenizer
     if tokenizer.convert_tokens_to_ids(END_OF_TURN) in (None, tokenizer.unk_token_id):
@@ -184,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     # --- data and model: checked before the (long) audio check, so a wrong path fails at once --------------------
     read_config(model_args.model_name_or_path, "fp32")  # one-line error for a wrong path or another architecture
     examples = get_answer_examples(data_args)
+    check_steps(len(examples), training_args)
     eval_set = get_eval_set(data_args)
     processor = get_processor(model_args)
     check_tokenizer(processor)

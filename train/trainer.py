@@ -119,7 +119,8 @@ class AudioGRPOTrainer(AudioTrainerHooks, GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        hits = torch.tensor(strict_format_reward(completions), device=self.accelerator.device)
+        think = [row.get("think", False) for row in inputs]  # thinking rows: one think block, then the answer
+        hits = torch.tensor(strict_format_reward(completions, think=think), device=self.accelerator.device)
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["completions/format_rate"].append(self.accelerator.gather(hits).mean().item())
         return rewards

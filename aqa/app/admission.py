@@ -13,8 +13,7 @@ from gradio.data_classes import FileData
 
 from aqa.app.housekeeping import Cache
 from aqa.app.settings import AppSettings, size_text
-from aqa.errors import first_line
-from aqa.prompt import kind_of
+from aqa.errors import first_line, kind_of
 
 UPLOAD_ROUTE = "/gradio_api/upload"
 UPLOAD_MARGIN = 64 * 1024  # a multipart body's own headers and boundaries around the one file it carries

@@ -38,6 +38,11 @@ def add_api(
     a JSON list. The audio is an Audio component's, whose file data Gradio neither decodes nor copies (a File
     component's would leave an empty temporary file in the cache at every call)."""
 
+    def decodings_for(models, samples) -> list[aqa.DecodingOptions]:
+        """Each model's decoding of the clip (answer mode): its windows share its token budget."""
+        seconds = len(samples) / SAMPLE_RATE
+        return [decoding_options(settings, False, seconds, model.heard_seconds) for model in models]
+
     def answer_api(audio, question, options) -> dict:
         """Answer a question about a clip: (audio file, question, list of options) -> the answer, how it was chosen,
         the raw output, every option's probability, a long clip's windows, timings; with --compare, the second
@@ -46,8 +51,10 @@ def add_api(
         with shown_as_gradio_error():
             samples = checked_clip(settings, audio, question, options)
             options = list(options)
-            decoding = decoding_options(settings, think=False, seconds=len(samples) / SAMPLE_RATE)
-            results = [answer(samples, question, options, decoding, clock.left()) for answer in answerers]
+            results = [
+                answer(samples, question, options, decoding, clock.left())
+                for answer, decoding in zip(answerers, decodings_for(models, samples))
+            ]
         return api_result(models, results)
 
     def answer_stream_api(audio, question, options):
@@ -56,9 +63,8 @@ def add_api(
         clock = RequestClock(settings.time_limit)
         with shown_as_gradio_error():
             samples = checked_clip(settings, audio, question, options)
-        options = list(options)
-        decoding, results = decoding_options(settings, think=False, seconds=len(samples) / SAMPLE_RATE), []
-        for model, stream in zip(models, streams):
+        options, results = list(options), []
+        for model, stream, decoding in zip(models, streams, decodings_for(models, samples)):
             pieces = stream(samples, question, options, decoding, clock.left())
             result = yield from streamed(
                 pieces, threading.Event(), lambda text, name=model.name: {"done": False, "model": name, "text": text}

@@ -9,8 +9,8 @@ import numpy as np
 
 import aqa
 from aqa.app.settings import AppSettings, age_text
-from aqa.errors import AQAError, AudioError, InputError
-from aqa.prompt import kind_of, question_problems
+from aqa.errors import AQAError, AudioError, InputError, kind_of
+from aqa.prompt import question_problems
 
 NO_AUDIO = "no audio: upload a file or record one with the microphone"
 

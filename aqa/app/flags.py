@@ -58,8 +58,9 @@ def build_parser(environ: dict[str, str] = os.environ) -> argparse.ArgumentParse
         "--long-audio",
         choices=LONG_AUDIO,
         default=defaults.long_audio,
-        help=f"a clip over {CHUNK_LENGTH} s: answer every {CHUNK_LENGTH} s window ({WINDOW_OVERLAP:g} s overlap) and "
-        f"choose the option with the highest mean probability (default), or answer its first {CHUNK_LENGTH} s",
+        help=f"a clip longer than the model hears ({CHUNK_LENGTH} s for R1-AQA): answer every window of that length "
+        f"({WINDOW_OVERLAP:g} s overlap) and choose the option with the highest mean probability (default), or "
+        "answer its start",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on; 0.0.0.0 for the whole network")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")

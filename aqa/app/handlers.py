@@ -109,11 +109,12 @@ class Handlers:
         if problems:
             yield {parts.status: status_problems(problems)}
             return
-        decoding = decoding_options(self.settings, think, len(samples) / SAMPLE_RATE)
+        seconds = len(samples) / SAMPLE_RATE
+        decodings = [decoding_options(self.settings, think, seconds, model.heard_seconds) for model in self.models]
         cleared = {key: value for panel in parts.panels for key, value in panel_cleared(panel, think).items()}
         yield {parts.results: results_look(stale=False), parts.agreement: gr.Markdown(visible=False), **cleared}
         answered = []
-        for panel, stream in zip(parts.panels, self.streams):
+        for panel, stream, decoding in zip(parts.panels, self.streams, decodings):
             try:
                 pieces = stream(samples, question, options, decoding, clock.left())
                 result = yield from streamed(pieces, stop, lambda text, panel=panel: panel_text(panel, text))
@@ -128,7 +129,7 @@ class Handlers:
         history, path = state.history, clip_path(audio)
         with history.lock:
             record = history.add(
-                history_record(self.models, decoding, history.clip_name(path), path, question, options, answered)
+                history_record(self.models, decodings[0], history.clip_name(path), path, question, options, answered)
             )
             self.cache.hold(path)
             files = self.history_files(history, request)

@@ -14,14 +14,13 @@ from datetime import datetime
 from pathlib import Path
 
 import aqa
-from aqa.audio import CHUNK_LENGTH
 from aqa.jsonl import write_atomic, write_jsonl
 
 # How the answer was chosen (Result.answer_source), in words.
 ANSWER_SOURCES = {
     "text": "the option the model wrote",
     "probabilities": "the most probable option, since the model's text named none of them",
-    "windows": f"the option with the highest mean probability over the clip's {CHUNK_LENGTH} s windows",
+    "windows": "the option with the highest mean probability over the clip's windows",
     "none": "no answer",
 }
 # What the history keeps of one model's answer.
@@ -117,7 +116,7 @@ def history_record(
     """What the history keeps of one answer (HISTORY_COLUMNS, and COMPARE_COLUMNS for a second model, plus the clip's
     path to tell clips apart)."""
     budget = f"{'sampling' if decoding.sample else 'greedy'}, up to {decoding.token_budget} new tokens"
-    windows = f"; clips over {CHUNK_LENGTH} s in {CHUNK_LENGTH} s windows" if decoding.long_audio == "windows" else ""
+    windows = "; a clip longer than the model hears, window by window" if decoding.long_audio == "windows" else ""
     record = {
         "time": datetime.now().isoformat(timespec="seconds"),
         "decoding": budget + windows,

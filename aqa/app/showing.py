@@ -14,7 +14,6 @@ from matplotlib.figure import Figure
 import aqa
 from aqa.app.history import ANSWER_SOURCES, COMPARE
 from aqa.app.settings import AppSettings
-from aqa.audio import CHUNK_LENGTH
 from aqa.parsing import extract_think
 from aqa.windows import WINDOW_OVERLAP
 
@@ -65,14 +64,17 @@ def page_header(models: Sequence[aqa.AQAModel], labels: Sequence[str], settings:
             for label, model in zip(labels, models)
         )
         which += "."
+    heard = sorted({model.heard_seconds for model in models})
+    hears = f"{'The model hears' if len(models) == 1 else 'Both hear'} {heard[0]:g} s at a time"
+    if len(heard) > 1:
+        hears = "A hears {:g} s at a time, B {:g} s".format(*(model.heard_seconds for model in models))
     if settings.long_audio == "windows":
         hearing = (
-            f"The model hears {CHUNK_LENGTH} s at a time: a longer clip is answered window by window "
-            f"({CHUNK_LENGTH} s windows, {WINDOW_OVERLAP:g} s overlap), the answer the option with the highest mean "
-            "probability."
+            f"{hears}: a longer clip is answered window by window ({WINDOW_OVERLAP:g} s overlap), the answer the "
+            "option with the highest mean probability."
         )
     else:
-        hearing = f"The model hears the first {CHUNK_LENGTH} s of a clip."
+        hearing = f"{hears}: of a longer clip, only the start is heard."
     return f"# R1-AQA: audio question answering\nAsk a multiple-choice question about a clip. {which} {hearing}"
 
 
@@ -154,7 +156,7 @@ def window_plot(result: aqa.Result) -> Figure:
     axes.set_title("Each option's probability, window by window", fontsize=PLOT_FONT["title"], loc="left")
     axes.set_xlim(0, result.windows[-1].end)
     axes.set_ylim(-0.03, 1.03)
-    axes.set_xlabel(f"seconds (a point: the middle of a {CHUNK_LENGTH} s window)", fontsize=PLOT_FONT["label"])
+    axes.set_xlabel("seconds (a point: the middle of a window)", fontsize=PLOT_FONT["label"])
     axes.set_ylabel("probability", fontsize=PLOT_FONT["label"])
     axes.tick_params(labelsize=PLOT_FONT["ticks"])
     axes.grid(alpha=0.3)

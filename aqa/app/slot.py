@@ -61,7 +61,8 @@ def device_functions(model: aqa.AQAModel, lock: threading.Lock, settings: AppSet
         with lock, stop_after(seconds * GENERATION_SHARE) as stop:
             for piece in aqa.answer_stream(model, samples, question, options, decoding, stop=stop):
                 if isinstance(piece, aqa.Result) and stop.is_set():
-                    piece = cut_short(piece, settings.time_limit, len(samples) / SAMPLE_RATE, decoding)
+                    seconds_of_audio = len(samples) / SAMPLE_RATE
+                    piece = cut_short(piece, settings.time_limit, seconds_of_audio, decoding, model.heard_seconds)
                 yield piece
 
     def answer_on_device(samples: np.ndarray, question: str, options: list[str], decoding, seconds: float):
@@ -88,11 +89,13 @@ def stop_after(seconds: float) -> Iterator[threading.Event]:
         timer.cancel()
 
 
-def cut_short(result: aqa.Result, limit: float, seconds: float, decoding: aqa.DecodingOptions) -> aqa.Result:
+def cut_short(
+    result: aqa.Result, limit: float, seconds: float, decoding: aqa.DecodingOptions, heard_seconds: float
+) -> aqa.Result:
     """A Result whose generation the time limit stopped, its note saying so."""
     note = f"stopped at the time limit of {limit:g} s per question: the answer is read from the text written by then"
     if result.windows:
-        total = len(window_spans(seconds)) if decoding.long_audio == "windows" else 1
+        total = len(window_spans(seconds, heard_seconds)) if decoding.long_audio == "windows" else 1
         note += f" ({len(result.windows)} of {total} windows answered)"
     return replace(result, note="; ".join(filter(None, [result.note, note])))
 
@@ -101,11 +104,11 @@ def was_cut_short(result: aqa.Result) -> bool:
     return "stopped at the time limit" in (result.note or "")
 
 
-def decoding_options(settings: AppSettings, think: bool, seconds: float) -> aqa.DecodingOptions:
-    """How a clip of `seconds` is answered: each window's budget is the library's (or --max-new-tokens), cut so
-    that all the clip's windows together stay within --max-total-tokens."""
+def decoding_options(settings: AppSettings, think: bool, seconds: float, heard_seconds: float) -> aqa.DecodingOptions:
+    """How a model that hears `heard_seconds` at a time answers a clip of `seconds`: each window's budget is the
+    library's (or --max-new-tokens), cut so that all the clip's windows together stay within --max-total-tokens."""
     decoding = aqa.DecodingOptions(think=think, max_new_tokens=settings.max_new_tokens, long_audio=settings.long_audio)
-    windows = len(window_spans(seconds)) if settings.long_audio == "windows" else 1
+    windows = len(window_spans(seconds, heard_seconds)) if settings.long_audio == "windows" else 1
     share = max(1, settings.max_total_tokens // windows)
     return replace(decoding, max_new_tokens=share) if share < decoding.token_budget else decoding
 

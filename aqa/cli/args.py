@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 
-from aqa.defaults import DEFAULT_MODEL, PRECISIONS
+from aqa.defaults import DEFAULT_MODEL, FAMILY_NAMES, PRECISIONS
 from aqa.options import DecodingOptions, ModelSpec
 
 
@@ -14,7 +16,10 @@ def add_model_args(parser: argparse.ArgumentParser, name: bool = True, random_we
     """The model flags; `name=False` for commands that name their checkpoints otherwise (`mmau sweep`)."""
     if name:
         parser.add_argument(
-            "--model", default=DEFAULT_MODEL, help=f"hub id or local directory (default {DEFAULT_MODEL})"
+            "--model",
+            default=DEFAULT_MODEL,
+            help=f"hub id or local directory of a checkpoint of any supported family (`aqa models`; default "
+            f"{DEFAULT_MODEL})",
         )
     parser.add_argument("--precision", choices=PRECISIONS, help="default: bf16 on GPU, fp32 on CPU")
     parser.add_argument("--device", help="cuda, cuda:1, cpu, ... (default: the GPU if there is one)")
@@ -33,7 +38,14 @@ def add_model_args(parser: argparse.ArgumentParser, name: bool = True, random_we
         parser.add_argument(
             "--random-weights",
             choices=("tiny", "full"),
-            help="ignore --model and build this architecture with random weights on the device (full = Qwen2-Audio-7B)",
+            help="ignore --model and build this architecture with random weights on the device (full: the published "
+            "shapes, e.g. Qwen2-Audio-7B's)",
+        )
+        parser.add_argument(
+            "--family",
+            choices=FAMILY_NAMES,
+            default=FAMILY_NAMES[0],
+            help=f"the family --random-weights builds (default {FAMILY_NAMES[0]}; a checkpoint's own config says its)",
         )
 
 
@@ -45,6 +57,7 @@ def model_spec(args: argparse.Namespace, name: str | None = None) -> ModelSpec:
         device=args.device,
         embeddings_on_cpu=args.embeddings_on_cpu,
         random_weights=getattr(args, "random_weights", None),
+        family=getattr(args, "family", FAMILY_NAMES[0]),
         compile=args.compile,
     )
 
@@ -77,10 +90,14 @@ def decoding_options(args: argparse.Namespace) -> DecodingOptions:
 
 
 def quiet_libraries(debug: bool) -> None:
-    """Library warnings (generation flags, deprecations) are noise for a CLI user; --debug brings them back."""
+    """Library warnings (generation flags, deprecations) are noise for a CLI user; --debug brings them back.
+
+    transformers reads TRANSFORMERS_VERBOSITY when it is imported, so a command that never imports it (score,
+    report) does not pay the second that importing it takes; where it is already imported, it is told directly."""
     if debug:
         return
-    import transformers  # takes seconds: imported only once a command runs
-
-    transformers.logging.set_verbosity_error()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].logging.set_verbosity_error()
+    else:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     logging.getLogger("accelerate").setLevel(logging.ERROR)

@@ -15,7 +15,7 @@ def add_command(commands) -> None:
     parser = commands.add_parser("ask", help="answer one question about one clip")
     add_model_args(parser)
     parser.add_argument("--audio", required=True, help="audio file (wav, flac, ogg, mp3; m4a/aac/webm with FFmpeg)")
-    parser.add_argument("--question", required=True)
+    parser.add_argument("--question", required=True, help="the question about the clip, one argument")
     parser.add_argument("--options", nargs="+", required=True, help="the answer options, each one argument")
     add_decoding_args(parser)
     add_long_audio_arg(parser)

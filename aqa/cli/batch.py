@@ -15,7 +15,9 @@ def add_command(commands) -> None:
     add_model_args(parser)
     parser.add_argument("--input", required=True, help="JSONL rows with audio, question, options (and optional id)")
     parser.add_argument("--output", required=True, help="JSONL answers, appended per batch")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="questions answered together (default 8; lower it if memory runs out)"
+    )
     add_decoding_args(parser)
     add_long_audio_arg(parser)
     parser.set_defaults(run=run)

@@ -37,13 +37,29 @@ def add_steps(parser: argparse.ArgumentParser, fixed: str | None) -> None:
     """The four steps; with `fixed` (aqa mmau) the benchmark is that one, else each step takes --benchmark."""
     steps = parser.add_subparsers(required=True, metavar="STEP")
     for add in (add_run, add_score, add_report, add_sweep):
-        add_benchmark_args(add(steps), fixed)
+        add_benchmark_args(add(steps, fixed), fixed)
+
+
+# What the help says of each step, and of the question file, with the benchmark fixed (aqa mmau) or not (aqa eval).
+STEP_HELP = {
+    "mmau": {
+        "score": "score predictions with MMAU's official rule (evaluation.py's), and a strict one",
+        "report": "R1-AQA's table (Sound, Music, Speech, Average) beside its published rows, and a bar chart",
+        "data": "MMAU test-mini's question file, mmau-test-mini.json (its version is recognised by sha256)",
+    },
+    None: {
+        "score": "score predictions with the benchmark's official rule (custom: MMAU's word-set rule) and a strict one",
+        "report": "a table per question file version, beside the benchmark's published rows, and a bar chart",
+        "data": "the question file: MMAU's mmau-test-mini.json, MMAR's MMAR-meta.jsonl, or your own (custom)",
+    },
+}
 
 
 def add_benchmark_args(parser: argparse.ArgumentParser, fixed: str | None) -> None:
     if fixed:
-        parser.set_defaults(benchmark=fixed, **dict.fromkeys(CUSTOM_FIELDS))
+        parser.set_defaults(benchmark=fixed, command=f"aqa {fixed}", **dict.fromkeys(CUSTOM_FIELDS))
         return
+    parser.set_defaults(command="aqa eval")
     group = parser.add_argument_group("benchmark")
     group.add_argument(
         "--benchmark",
@@ -77,13 +93,15 @@ def benchmark_of(args: argparse.Namespace, manifest: dict | None = None) -> Benc
 # --- run --------------------------------------------------------------------------------------------------------
 
 
-def add_run_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path, help="the question file (mmau-test-mini.json, ...)")
+def add_run_args(parser: argparse.ArgumentParser, fixed: str | None) -> None:
+    parser.add_argument("--data", required=True, type=Path, help=STEP_HELP[fixed]["data"])
     parser.add_argument(
         "--audio-dir",
         required=True,
         type=Path,
-        help="the folder the records' audio paths are relative to (MMAU: holding test-mini-audios/; MMAR: audio/)",
+        help=BENCHMARKS[fixed].audio_hint
+        if fixed
+        else "the folder the records' audio paths are relative to (MMAU: holding test-mini-audios/; MMAR: audio/)",
     )
     parser.add_argument("--batch-size", type=int, help="default 8 (32 under --protocol r1-aqa)")
     parser.add_argument("--limit", type=int, help="only the first N records (a smoke test)")
@@ -107,10 +125,10 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     add_decoding_args(parser)
 
 
-def add_run(steps) -> argparse.ArgumentParser:
+def add_run(steps, fixed: str | None) -> argparse.ArgumentParser:
     parser = steps.add_parser("run", help="answer the questions; appends as it goes, reruns resume")
     add_model_args(parser)
-    add_run_args(parser)
+    add_run_args(parser, fixed)
     parser.add_argument("--output", required=True, type=Path, help="preds.json (partial and manifest files beside)")
     parser.add_argument(
         "--runs",
@@ -152,10 +170,18 @@ def command_run(args: argparse.Namespace) -> int:
             args.model, outcome.predictions, outcome.questions.version, read_manifest(output), benchmark
         )
         print(format_score(summary.score, title(summary, output, benchmark), benchmark))
-        print(f"wrote {output} (the official evaluation.py reads it as is) and {companion_paths(output)[1]}")
+        scored = f"score it: {score_command(args, output)}"
+        scored = f"{benchmark.scorer} reads it as is" if benchmark.scorer else scored
+        print(f"wrote {output} ({scored}) and {companion_paths(output)[1]}")
     if args.runs > 1:
-        print(f"all {args.runs} runs together: aqa {args.benchmark} score {args.output}")
+        print(f"all {args.runs} runs together: {score_command(args, args.output)}")
     return 0
+
+
+def score_command(args: argparse.Namespace, output: Path) -> str:
+    """The command that scores `output`, as this command is spelled (aqa mmau, or aqa eval --benchmark NAME)."""
+    benchmark = "" if args.command == f"aqa {args.benchmark}" else f" --benchmark {args.benchmark}"
+    return f"{args.command} score {output}{benchmark}"
 
 
 def title(summary: RunSummary, path: Path, benchmark: Benchmark) -> str:
@@ -165,8 +191,8 @@ def title(summary: RunSummary, path: Path, benchmark: Benchmark) -> str:
 # --- score and report -------------------------------------------------------------------------------------------
 
 
-def add_score(steps) -> argparse.ArgumentParser:
-    parser = steps.add_parser("score", help="score predictions with the official rule (and a strict one)")
+def add_score(steps, fixed: str | None) -> argparse.ArgumentParser:
+    parser = steps.add_parser("score", help=STEP_HELP[fixed]["score"])
     parser.add_argument(
         "predictions", type=Path, help="preds.json: the records with their predictions (or the name --runs wrote to)"
     )
@@ -224,8 +250,8 @@ def format_orders(orders: dict) -> str:
     return "\n".join(lines)
 
 
-def add_report(steps) -> argparse.ArgumentParser:
-    parser = steps.add_parser("report", help="R1-AQA's Markdown table and a bar chart, labelled with the version")
+def add_report(steps, fixed: str | None) -> argparse.ArgumentParser:
+    parser = steps.add_parser("report", help=STEP_HELP[fixed]["report"])
     parser.add_argument("predictions", nargs="+", type=Path, help="one preds.json per run")
     parser.add_argument("--label", action="append", default=[], help="a row's model name, once per run, in order")
     parser.add_argument("--output", type=Path, help="write the Markdown here (default: print it)")
@@ -263,11 +289,13 @@ def emit(text: str, path: Path | None) -> None:
 # --- sweep ------------------------------------------------------------------------------------------------------
 
 
-def add_sweep(steps) -> argparse.ArgumentParser:
-    parser = steps.add_parser("sweep", help="evaluate many checkpoints, one table (see the README on selection)")
+def add_sweep(steps, fixed: str | None) -> argparse.ArgumentParser:
+    parser = steps.add_parser(
+        "sweep", help="evaluate many checkpoints, one table (docs/evaluation.md: picking one without overfitting)"
+    )
     parser.add_argument("--checkpoints", nargs="+", required=True, help="checkpoint directories (or hub ids)")
     add_model_args(parser, name=False)
-    add_run_args(parser)
+    add_run_args(parser, fixed)
     parser.add_argument("--output-dir", required=True, type=Path, help="one folder per checkpoint, sweep.md/json")
     parser.add_argument(
         "--holdout",

@@ -1,6 +1,7 @@
-"""`python -m aqa` / `aqa`: ask, batch, tiny, mmau, bench.
+"""`python -m aqa` / `aqa`: ask, batch, tiny, mmau, eval, bench.
 
-Errors a user can fix print one line on stderr and exit non-zero; `--debug` shows the traceback instead.
+Errors a user can fix print one line on stderr and exit non-zero; `--debug` (anywhere on the command line) shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aqa.cli import ask, batch, bench, evaluate, mmau, tiny
+from aqa import __version__
+from aqa.cli import ask, batch, bench, evaluate, mmau, models, tiny
 from aqa.cli.args import quiet_libraries
 from aqa.errors import AQAError, first_line
 
@@ -37,10 +39,27 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+DEBUG_HELP = "show full tracebacks and library warnings (accepted before or after the command)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aqa", description="Audio question answering with R1-AQA.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks and library warnings")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    parser.add_argument("--version", action="version", version=f"aqa {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    for command in (ask, batch, tiny, mmau, evaluate, bench):
+    for command in (ask, batch, tiny, models, mmau, evaluate, bench):
         command.add_command(commands)
+    for command in subparsers(parser):
+        # SUPPRESS: a command that was not given --debug leaves the value given before it (or False) alone.
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return parser
+
+
+def subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every command and step under `parser` (aqa ask, aqa eval, aqa eval run, ...), depth first."""
+    found = []
+    for action in parser._actions:  # argparse keeps no public list of its subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                found += [child, *subparsers(child)]
+    return found

@@ -43,6 +43,7 @@ class Benchmark:
     versions: dict[str, str] = field(default_factory=dict)  # sha256 of a known question file -> its version
     references: dict[str, tuple[Reference, ...]] = field(default_factory=dict)  # version -> published rows
     audio_hint: str = "the folder the records' audio paths are relative to"  # what --audio-dir is
+    scorer: str = ""  # the benchmark's own scoring script, named in messages ("": it has none, as a custom file)
 
     @property
     def prediction_keys(self) -> tuple[str, ...]:
@@ -65,6 +66,11 @@ class Benchmark:
 
     def nested_key(self, grouping: str) -> str:
         return self.nested_groupings.get(grouping, grouping)
+
+    @property
+    def rule(self) -> str:
+        """The scoring rule, as messages and reports name it."""
+        return f"{self.title}'s official rule" if self.scorer else "MMAU's word-set rule"
 
     def version_title(self, version: str | None) -> str:
         return f"{self.title}, {'unknown version' if version is None else f'version {version}'}"
@@ -105,6 +111,7 @@ MMAU = Benchmark(
     # most 0.1 point), so they are shown beside both; the 2025-08-09 file changed 364 items.
     references={version: R1_AQA_ROWS for version in ("2025-01-28", "2025-03-25")},
     audio_hint="the folder that holds test-mini-audios/",
+    scorer="MMAU's evaluation.py",
 )
 
 MMAR_README = "MMAR's README leaderboard (github.com/ddlBoJack/MMAR), not measured here"
@@ -143,6 +150,7 @@ MMAR = Benchmark(
     versions={"1c9a343e7bebf1037482b935c54eacd43cc63df7b2c668724b5560caf1f84fad": "2026-02-16"},
     references={"2026-02-16": MMAR_ROWS},
     audio_hint="the folder that holds audio/ (MMAR's clips, from the Hugging Face dataset BoJack/MMAR)",
+    scorer="MMAR's code/evaluation.py",
 )
 
 BENCHMARKS = {benchmark.name: benchmark for benchmark in (MMAU, MMAR)}

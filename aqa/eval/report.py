@@ -33,11 +33,13 @@ class Row:
 
 
 def describe_method(manifest: dict | None) -> str:
-    """Precision, protocol and decoding as a run's manifest records them, e.g. "bf16, r1-aqa protocol, seed 0"."""
+    """Family, precision, protocol and decoding as a run's manifest records them, e.g. "qwen2-audio, bf16, r1-aqa
+    protocol"."""
     settings = (manifest or {}).get("settings", {})
     decoding = settings.get("decoding", {})
     protocol = settings.get("protocol", "greedy")
     parts = [
+        settings.get("family"),
         settings.get("precision"),
         f"{protocol} protocol" if protocol != "greedy" else None,
         ("sampled" if decoding.get("sample") else "greedy") if decoding and protocol == "greedy" else None,
@@ -154,13 +156,20 @@ def report_markdown(runs: Sequence[RunSummary], benchmark: Benchmark = MMAU) -> 
 
 
 def run_notes(group: Sequence[RunSummary], version: str | None, benchmark: Benchmark) -> list[str]:
-    notes = [f"Scored with {benchmark.title}'s official rule; Average is the accuracy over all questions."]
+    over = "the questions with a prediction" if benchmark.skips_missing else "all questions"
+    notes = [f"Scored with {benchmark.rule}; Average is the accuracy over {over}."]
     for run in group:
         score = run.score
-        note = f"{run.label}: {score.n} questions; strict (aqa parser) accuracy {cell(score.strict.total.percent)}"
-        if run.records_in_file and score.n < run.records_in_file:
-            note += f"; only {score.n} of the file's {run.records_in_file} questions (not comparable with full runs)"
-        if score.missing:
+        asked = score.missing_as_wrong.total  # every record of the run, with or without a prediction
+        note = f"{run.label}: {asked} questions; strict (aqa parser) accuracy {cell(score.strict.total.percent)}"
+        if run.records_in_file and asked < run.records_in_file:
+            note += f"; only {asked} of the file's {run.records_in_file} questions (not comparable with full runs)"
+        if score.missing and benchmark.skips_missing:
+            note += (
+                f"; {len(score.missing)} without a prediction, left out as {benchmark.scorer} leaves them out "
+                f"(counted wrong, the total would be {cell(score.missing_as_wrong.percent)})"
+            )
+        elif score.missing:
             note += f"; {len(score.missing)} without a prediction, counted wrong"
         if len(run.repeats) > 1:
             note += (

@@ -25,20 +25,20 @@ from pathlib import Path
 import torch
 import transformers
 
-from aqa.answering import answer_many
+from aqa.answering import SEEDING, answer_many
 from aqa.errors import AQAError, InputError
 from aqa.eval.benchmarks import CUSTOM, Benchmark, custom_fields
 from aqa.eval.manifest import Session, companion_paths, read_manifest, run_outputs, write_json
 from aqa.eval.protocols import PROTOCOLS, Protocol, aqa_prediction
 from aqa.eval.questions import QuestionFile, find_audio, load_questions
 from aqa.jsonl import ResumableJsonl, read_results
-from aqa.loading import load
+from aqa.loading import load, spec_family
 from aqa.model import HostEmbedding, default_device, default_precision
 from aqa.options import DecodingOptions, ModelSpec, Question, Result
 
 SHOWN = 10  # ids listed on the terminal before "and N more"
 # Settings that manifests of earlier releases did not record, with the value those runs had.
-UNRECORDED_SETTINGS = {"protocol": "greedy", "seed": None, "shuffle_choices": 0}
+UNRECORDED_SETTINGS = {"protocol": "greedy", "seed": None, "shuffle_choices": 0, "family": "qwen2-audio"}
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,6 @@ def plan_run(config: RunConfig) -> Plan:
     benchmark = config.benchmark
     questions = load_questions(config.data, benchmark)
     records = questions.records[: config.limit]
-    settings = run_settings(config, questions)
     rows = {} if config.restart else latest_rows(companion_paths(config.output)[0])
     answered = {key for key, row in rows.items() if "error" not in row}
     key = benchmark.id_field
@@ -200,6 +199,7 @@ def plan_run(config: RunConfig) -> Plan:
             f"none of the {len(records)} audio files is under {config.audio_dir} (e.g. {next(iter(audio.values()))}); "
             f"--audio-dir is {benchmark.audio_hint}"
         )
+    settings = run_settings(config, questions)  # reads the model's config (its family): after the data's checks
     earlier = check_resumable(config, settings)  # after the checks above: --restart discards answers only here
     return Plan(config, questions, records, audio, missing, settings, tuple(earlier))
 
@@ -210,10 +210,13 @@ def run_settings(config: RunConfig, questions: QuestionFile) -> dict:
     decoding = dataclasses.asdict(config.answering) | {"max_new_tokens": config.answering.token_budget}
     return {
         "model": config.model.name,
+        "family": spec_family(config.model).name,
         "precision": config.model.precision or default_precision(device),
         "protocol": config.protocol,
         "decoding": decoding,
         "seed": config.seed,
+        # how a seeded sampled run's batches are seeded (aqa.answering.SEEDING); None where no seed reaches sampling
+        "seeding": SEEDING if config.seed is not None and config.answering.sample else None,
         "shuffle_choices": config.shuffle_choices,
         "prompt": "R1-AQA, thinking" if decoding["think"] else "R1-AQA, answer only",
         f"{questions.benchmark.name}_sha256": questions.sha256,
@@ -233,6 +236,16 @@ def check_resumable(config: RunConfig, settings: dict) -> list[dict]:
     earlier = UNRECORDED_SETTINGS | previous["settings"]  # a run from before a setting existed had its default
     if isinstance(earlier.get("decoding"), dict):
         earlier["decoding"] = dataclasses.asdict(DecodingOptions()) | earlier["decoding"]
+    if "seeding" not in earlier:  # recorded since seeding 2; before it, a seeded sampled run used seeding 1
+        decoding = earlier.get("decoding")
+        sampled = isinstance(decoding, dict) and decoding.get("sample")
+        earlier["seeding"] = 1 if earlier.get("seed") is not None and sampled else None
+    if earlier["seeding"] != settings["seeding"] and earlier["seeding"] is not None and settings["seeding"]:
+        raise InputError(
+            f"{partial} holds answers sampled with an older seeding (from each clip's full path), which this version "
+            "replaced by one that gives the same text wherever the data is; finish that run with the aqa release "
+            "that started it, or start over here with --restart (or another --output)"
+        )
     changed = [key for key in settings if earlier.get(key) != settings[key]]
     if changed:
         was = ", ".join(f"{key} {earlier.get(key)!r}" for key in changed)
@@ -265,6 +278,7 @@ def answer_records(
             ask.choices,
             allow_duplicate_options=True,
             channel=config.rules.channel,
+            key=f"{ask.key}\t{ask.record[benchmark.audio_field]}",  # seeds sampling: the same in any --audio-dir
         )
         for ask in todo
     ]

@@ -178,7 +178,7 @@ def format_score(score: Score, title: str, benchmark: Benchmark = MMAU) -> str:
         lines.append(f"{name}:")
         lines += [line(f"  {value}", official[value], strict[value]) for value in values or sorted(official)]
     lines.append(line("total", score.official.total, score.strict.total))
-    lines += missing_lines(score)
+    lines += missing_lines(score, benchmark)
     return "\n".join(lines)
 
 
@@ -190,7 +190,7 @@ def percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def missing_lines(score: Score, shown: int = 10) -> list[str]:
+def missing_lines(score: Score, benchmark: Benchmark = MMAU, shown: int = 10) -> list[str]:
     records = score.missing_as_wrong.total
     if not score.missing:
         return [f"every one of the {records} records has a prediction"]
@@ -199,15 +199,17 @@ def missing_lines(score: Score, shown: int = 10) -> list[str]:
     )
     if score.n < records:  # the benchmark's own scorer skips them, and so do the figures above
         return [
-            f"missing predictions: {len(score.missing)} of {records}, left out above as the official evaluation.py "
+            f"missing predictions: {len(score.missing)} of {records}, left out above as {benchmark.scorer} "
             f"leaves them out: {ids}",
             f"(counted wrong, the total would be {percent(score.missing_as_wrong.percent)} over {records})",
         ]
-    return [
-        f"missing predictions: {len(score.missing)} of {score.n}, counted wrong above: {ids}",
-        f"(the official evaluation.py silently skips them and would print {percent(score.answered_only.percent)} "
-        f"over {score.answered_only.total})",
-    ]
+    lines = [f"missing predictions: {len(score.missing)} of {score.n}, counted wrong above: {ids}"]
+    if benchmark.scorer:
+        lines.append(
+            f"({benchmark.scorer} silently skips them and would print {percent(score.answered_only.percent)} "
+            f"over {score.answered_only.total})"
+        )
+    return lines
 
 
 def missing_from(records: Iterable[dict], reference: Sequence[dict], benchmark: Benchmark = MMAU) -> list[dict]:
