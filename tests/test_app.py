@@ -494,6 +494,24 @@ def test_answers_leave_no_empty_temporary_files(client, clips, gradio_cache):
     assert [path.name for path in gradio_cache.glob("tmp*") if path.is_file()] == []
 
 
+def test_two_families_side_by_side(tiny_model, tmp_path):
+    """R1-AQA's family beside another (Audio Flamingo 3, which hears 600 s at a time): one /answer call gives both,
+    the 40 s clip in two windows for the first and in one piece for the second; the page says what each hears."""
+    from aqa.families import AUDIO_FLAMINGO_3
+    from aqa.random_weights import build_tiny_checkpoint
+
+    path = build_tiny_checkpoint(tmp_path / "audio-flamingo-3", family=AUDIO_FLAMINGO_3)
+    other = aqa.load_model(str(path), precision="fp32", device="cpu")
+    options = ("Dog", "Speech", "Tone")
+    with running_app(tiny_model, SETTINGS, compare=other) as demo:
+        result = ask(Client(demo.local_url, verbose=False), LONG_CLIP, options=options)
+        header = demo.config["components"][0]["props"]["value"]
+    assert_answered(result, options)
+    assert_answered(result["compare"], options)
+    assert (len(result["windows"]), result["compare"]["windows"]) == (2, [])
+    assert "A hears 30 s at a time, B 600 s" in header
+
+
 def full_size_checkpoint(folder: Path) -> str:
     """A folder holding only the config of Qwen2-Audio-7B's shapes (8.4B parameters): enough for the memory check."""
     from aqa.families import QWEN2_AUDIO
