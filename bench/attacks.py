@@ -214,50 +214,63 @@ def folder_bytes(folder: Path) -> int:
     return total
 
 
+def request_attacks(server: Server, clips: dict, quick: bool, time_limit: float) -> list[Outcome]:
+    """Every request of issue 21's table that reaches the app, and the queue case, one after the other."""
+    outcomes = [attack(server, "warm-up: a normal question", file_attack(server, *clips["normal"]))]
+    for name, clip in clips["files"]:
+        outcomes.append(attack(server, name, file_attack(server, clip)))
+    body = 20 * MiB if quick else 99 * MiB
+    big = b'{"data": [null, "Q?", [' + b'"a",' * ((body - 40) // 4) + b'"a"]]}'
+    outcomes.append(attack(server, f"a {len(big) / MiB:.0f} MB JSON body", body_attack(server, big)))
+    del big
+    parts = 4
+    each = b'{"data": [null, "Q?", [' + b'"a",' * ((body // parts - 40) // 4) + b'"a"]]}'
+    outcomes.append(
+        attack(server, f"{parts} x {len(each) / MiB:.0f} MB JSON bodies at once", body_attack(server, each, parts))
+    )
+    del each
+    chunked = lambda: (b"x" * 65536 for _ in range(body // 65536))  # noqa: E731  no Content-Length
+    outcomes.append(attack(server, f"a {body // MiB} MB chunked JSON body", body_attack(server, chunked)))
+    name = f"a {clips['long seconds']:.0f} s clip in thinking mode through the page's own event"
+    outcomes.append(attack(server, name, thinking_attack(server, clips["long"], time_limit)))
+    for name, (question, options) in clips["malformed"]:
+        outcomes.append(attack(server, name, malformed_attack(server, clips["normal"][0], question, options)))
+    outside = malformed_attack(server, Path("/etc/passwd"), "Q?", ["a", "b"])
+    outcomes.append(attack(server, "a file path on the server, not an upload", outside))
+    count = 10 if quick else 30
+    outcomes.append(attack(server, f"one client, {count} questions at once", queue_attack(server, count)))
+    return outcomes
+
+
+def disk_attacks(server: Server, clips: dict, quota: int) -> list[Outcome]:
+    uploads = clips["uploads"]
+    name = f"{len(uploads)} different {uploads[0].stat().st_size / MiB:.0f} MB uploads (quota {quota // MiB} MB)"
+    return [attack(server, name, disk_attack(server, uploads, quota))]
+
+
 def run(model: str, quick: bool = False) -> dict:
-    """Every attack (a short form with `quick`); each app is stopped with SIGTERM afterwards and what it left in its
-    cache folder counted."""
+    """Every attack, on the app's defaults but the time limit (10 s in the short form) and, for the disk case, the
+    quota: the full run starts a second app for that case, with --cache-quota 200mb; the short form sets its 25 MB
+    quota on its one app. Each app is stopped with SIGTERM afterwards and what it left in its cache folder counted."""
+    time_limit, quota = (10.0, 25 * MiB) if quick else (120.0, 200 * MiB)
     with tempfile.TemporaryDirectory(prefix="aqa-attacks-") as folder:
         folder = Path(folder)
         clips = make_clips(folder, quick)
-        time_limit = 10.0 if quick else 120.0
         args = ["--model", model, "--device", "cpu", "--time-limit", str(time_limit)]
-        outcomes = []
-        with app_server(args, folder / "app") as server:
-            outcomes.append(attack(server, "warm-up: a normal question", file_attack(server, *clips["normal"])))
-            for name, clip in clips["files"]:
-                outcomes.append(attack(server, name, file_attack(server, clip)))
-            body = 20 * MiB if quick else 99 * MiB
-            big = b'{"data": [null, "Q?", [' + b'"a",' * ((body - 40) // 4) + b'"a"]]}'
-            outcomes.append(attack(server, f"a {len(big) / MiB:.0f} MB JSON body", body_attack(server, big)))
-            del big
-            parts = 4
-            each = b'{"data": [null, "Q?", [' + b'"a",' * ((body // parts - 40) // 4) + b'"a"]]}'
-            name = f"{parts} x {len(each) / MiB:.0f} MB JSON bodies at once"
-            outcomes.append(attack(server, name, body_attack(server, each, parts)))
-            del each
-            chunked = lambda: (b"x" * 65536 for _ in range(body // 65536))  # noqa: E731  no Content-Length
-            outcomes.append(attack(server, f"a {body // MiB} MB chunked JSON body", body_attack(server, chunked)))
-            long_clip = clips["long"]
-            name = f"a {clips['long seconds']:.0f} s clip in thinking mode through the page's own event"
-            outcomes.append(attack(server, name, thinking_attack(server, long_clip, time_limit)))
-            for name, (question, options) in clips["malformed"]:
-                outcomes.append(attack(server, name, malformed_attack(server, clips["normal"][0], question, options)))
-            outside = malformed_attack(server, Path("/etc/passwd"), "Q?", ["a", "b"])
-            outcomes.append(attack(server, "a file path on the server, not an upload", outside))
-            count = 10 if quick else 30
-            outcomes.append(attack(server, f"one client, {count} questions at once", queue_attack(server, count)))
-        log = server.log.read_text(encoding="utf-8", errors="replace")
-        left = folder_bytes(server.cache)
-        quota = (25 if quick else 200) * MiB
-        disk_args = ["--model", model, "--device", "cpu", "--cache-quota", str(quota)]
-        with app_server(disk_args, folder / "disk") as disk:
-            uploads = clips["uploads"]
-            size = uploads[0].stat().st_size / MiB
-            name = f"{len(uploads)} different {size:.0f} MB uploads (quota {quota // MiB} MB)"
-            outcomes.append(attack(disk, name, disk_attack(disk, uploads, quota)))
-        left += folder_bytes(disk.cache)
-        log += disk.log.read_text(encoding="utf-8", errors="replace")
+        servers = []
+        with app_server(args + (["--cache-quota", str(quota)] if quick else []), folder / "app") as server:
+            outcomes = request_attacks(server, clips, quick, time_limit)
+            if quick:
+                outcomes += disk_attacks(server, clips, quota)
+        servers.append(server)
+        if not quick:
+            with app_server(
+                ["--model", model, "--device", "cpu", "--cache-quota", str(quota)], folder / "disk"
+            ) as disk:
+                outcomes += disk_attacks(disk, clips, quota)
+            servers.append(disk)
+        log = "".join(each.log.read_text(encoding="utf-8", errors="replace") for each in servers)
+        left = sum(folder_bytes(each.cache) for each in servers)
     return {
         "model": Path(model).name,
         "quick": quick,
