@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,8 +31,9 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 
-from app import ASSETS, EXAMPLES, cleanup_schedule
-from bench.serving import free_port, wait_until_up
+from aqa.app.housekeeping import tidy_interval
+from aqa.app.settings import ASSETS, EXAMPLES
+from bench.serving import app_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -142,16 +141,6 @@ def run_callers(url: str, requests: list[Request], callers: int, timeout: float,
     return outcomes
 
 
-def start_app(settings: LoadSettings, port: int, cache: Path, log: Path) -> subprocess.Popen:
-    """`python app.py` as a Space runs it, on the CPU, with its cache in `cache`."""
-    command = [sys.executable, "app.py", "--model", settings.model, "--device", "cpu", "--port", str(port)]
-    command += ["--max-new-tokens", str(settings.max_new_tokens), "--queue-size", str(settings.queue_size)]
-    command += ["--keep-files", str(settings.keep_files)]
-    environ = os.environ | {"GRADIO_TEMP_DIR": str(cache), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    with log.open("w") as output:
-        return subprocess.Popen(command, cwd=ROOT, env=environ, stdout=output, stderr=output)
-
-
 def rss_mib(pid: int) -> float:
     """Resident memory of a process now (Linux VmRSS), in MiB."""
     with open(f"/proc/{pid}/status") as handle:
@@ -181,34 +170,28 @@ def percentile(values: list[float], q: float) -> float:
 
 def run(settings: LoadSettings) -> dict:
     """Serve, load, and report; the app is stopped afterwards."""
-    with tempfile.TemporaryDirectory(prefix="aqa-load-") as folder:
-        folder = Path(folder)
-        cache, log, port = folder / "cache", folder / "app.log", free_port()
-        url = f"http://127.0.0.1:{port}/"
-        server = start_app(settings, port, cache, log)
-        try:
-            wait_until_up(url, server, log)
-            requests = build_requests(settings.requests, folder)
-            warm = send(Client(url, verbose=False), requests[0], settings.timeout)  # the first answer warms up
-            if warm.result != "answered":
-                raise RuntimeError(f"the app does not answer: {warm.message}\n{log.read_text()}")
-            rss_before = rss_mib(server.pid)
-            start, outcomes, rss_rounds = time.monotonic(), [], []
-            for _ in range(settings.rounds):
-                outcomes += run_callers(url, requests, settings.callers, settings.timeout, settings.pause)
-                rss_rounds.append(rss_mib(server.pid))
-            wall = time.monotonic() - start
-            after = send(Client(url, verbose=False), requests[0], settings.timeout)
-            files, oldest = oldest_file_age(cache)
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+    args = ["--model", settings.model, "--device", "cpu", "--max-new-tokens", str(settings.max_new_tokens)]
+    args += ["--queue-size", str(settings.queue_size), "--keep-files", str(settings.keep_files)]
+    args += ["--keep-uploads", str(settings.keep_files)]
+    with tempfile.TemporaryDirectory(prefix="aqa-load-") as folder, app_server(args, Path(folder)) as server:
+        requests = build_requests(settings.requests, Path(folder))
+        warm = send(Client(server.url, verbose=False), requests[0], settings.timeout)  # the first answer warms up
+        if warm.result != "answered":
+            raise RuntimeError(f"the app does not answer: {warm.message}\n{server.log.read_text()}")
+        rss_before = rss_mib(server.process.pid)
+        start, outcomes, rss_rounds = time.monotonic(), [], []
+        for _ in range(settings.rounds):
+            outcomes += run_callers(server.url, requests, settings.callers, settings.timeout, settings.pause)
+            rss_rounds.append(rss_mib(server.process.pid))
+        wall = time.monotonic() - start
+        after = send(Client(server.url, verbose=False), requests[0], settings.timeout)
+        files, oldest = oldest_file_age(server.cache)
     return report(settings, outcomes, wall, rss_before, rss_rounds, after, files, oldest)
 
 
 def report(settings, outcomes, wall, rss_before, rss_rounds, after, files, oldest) -> dict:
     counts = {result: sum(o.result == result for o in outcomes) for result in ("answered", "refused", "turned away")}
-    every, age = cleanup_schedule(settings.keep_files)
+    age, every = settings.keep_files, tidy_interval(settings.keep_files, settings.keep_files)
     seconds = sorted(o.seconds for o in outcomes)
     answered = sorted(o.seconds for o in outcomes if o.result == "answered")
     return {

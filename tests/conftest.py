@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.serving import free_port, wait_until_up  # the load test starts app.py the same way
+from bench.serving import Server, app_server  # the load test starts app.py the same way
 
 # Tests never touch the network: every model is the tiny checkpoint built locally.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -70,6 +70,15 @@ def run(command: list[str]) -> None:
     subprocess.run(command, check=True, capture_output=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def gradio_cache(tmp_path_factory) -> Path:
+    """Gradio's cache folder for the session's apps, in this process and served: an app tidies its cache and caps it,
+    and must never touch other programs' files in the system's /tmp/gradio."""
+    folder = tmp_path_factory.mktemp("gradio-cache")
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Qwen2-Audio checkpoint, written once per test session (`aqa tiny`)."""
@@ -116,22 +125,12 @@ def tiny_model_2(tiny_model_2_dir):
 
 
 @pytest.fixture(scope="session")
-def compare_server(tiny_model_dir, tiny_model_2_dir, tmp_path_factory) -> Iterator[str]:
+def compare_server(tiny_model_dir, tiny_model_2_dir, tmp_path_factory) -> Iterator[Server]:
     """`python app.py --model TINY --compare TINY2` on the CPU, otherwise as served by default (the core's token
-    budgets: 256, 1024 in thinking mode); its URL. Shared by the API and the browser tests."""
-    port = free_port()
-    command = [sys.executable, "app.py", "--model", str(tiny_model_dir), "--compare", str(tiny_model_2_dir)]
-    command += ["--device", "cpu", "--port", str(port)]
-    log = tmp_path_factory.mktemp("compare-app") / "app.log"
-    with log.open("w") as output:
-        server = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=output)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_until_up(url, server, log)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    budgets: 256, 1024 in thinking mode). Shared by the API and the browser tests."""
+    args = ["--model", str(tiny_model_dir), "--compare", str(tiny_model_2_dir), "--device", "cpu"]
+    with app_server(args, tmp_path_factory.mktemp("compare-app")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -101,8 +101,54 @@ def test_library_modules_never_import_the_command_line():
     command_line.add("aqa.__main__")  # `python -m aqa` is the command line too
     for module, targets in graph.items():
         if module not in command_line:
-            allowed = {"aqa.cli.args", "aqa.cli"} if module == "app" else set()
+            allowed = {"aqa.cli.args", "aqa.cli"} if module.startswith("aqa.app") else set()
             assert targets & command_line <= allowed, module
+
+
+def external_imports(path: Path) -> set[str]:
+    """The top-level names of everything a file imports, at module level or in a function."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names.add(node.module or "")
+    return names
+
+
+def app_rooms() -> list[str]:
+    """The app package's modules in the order its docstring gives them, each importing only those before it."""
+    import aqa.app
+
+    listing = aqa.app.__doc__.split("Imports run downward")[1]
+    return [f"aqa.app.{line.split()[0]}" for line in listing.splitlines() if line.startswith("    ")]
+
+
+def test_the_library_never_imports_the_app_or_gradio():
+    """The app (aqa/app/, app.py) stands above the library: no library module imports it, or Gradio."""
+    for name, path in project_modules().items():
+        if name == "app" or name.startswith("aqa.app") or not name.startswith("aqa"):
+            continue
+        imports = external_imports(path)
+        assert not {module for module in imports if module == "gradio" or module.startswith("gradio.")}, name
+        assert not {module for module in imports if module.startswith("aqa.app")}, name
+
+
+def test_the_app_is_rooms_whose_imports_run_downward():
+    """Every module of aqa/app/ is a room of the docstring's list, no longer than ~300 lines, importing only the
+    rooms above it; app.py is a thin entry point into them."""
+    rooms = app_rooms()
+    graph = import_graph()
+    assert sorted(rooms) == sorted(name for name in graph if name.startswith("aqa.app.")), "every module listed"
+    for number, room in enumerate(rooms):
+        path = project_modules()[room]
+        assert len(path.read_text(encoding="utf-8").splitlines()) <= 300, f"{room} is over 300 lines"
+        above = {other for other in graph[room] if other.startswith("aqa.app")} - {"aqa.app"}
+        assert above <= set(rooms[:number]), f"{room} imports {sorted(above - set(rooms[:number]))}, not above it"
+    entry = ROOT / "app.py"
+    assert len(entry.read_text(encoding="utf-8").splitlines()) <= 30
+    assert external_imports(entry) <= {"sys", "aqa.app", "aqa.app.launching"}
 
 
 SOURCES = sorted(
@@ -118,3 +164,43 @@ def test_no_comment_cites_notes_outside_the_repository(path):
     text = path.read_text(encoding="utf-8")
     for note in ("FACTS" + ".md", "STYLE" + ".md"):
         assert note not in text, f"{path.name} cites {note}"
+
+
+def app_drawing() -> str:
+    """The app's structure as docs/app.md draws it (Mermaid): each room's arrows to the rooms it imports, and to the
+    library (every `aqa` module outside aqa/app/), leaving out the arrows that a path through other rooms implies."""
+    graph, rooms = import_graph(), app_rooms()
+    names = {room: room.rpartition(".")[2] for room in rooms} | {"app": "entry"}
+    arrows = set()
+    for module, name in names.items():
+        for target in graph[module]:
+            if target in names and target != "app":
+                arrows.add((name, names[target]))
+            elif target.startswith("aqa") and not target.startswith("aqa.app"):
+                arrows.add((name, "library"))
+    after = {name: {b for a, b in arrows if a == name} for name in {*names.values(), "library"}}
+
+    def implied(arrow) -> bool:
+        start, end = arrow
+        seen, stack = set(), [step for step in after[start] if step != end]
+        while stack:
+            step = stack.pop()
+            if step == end:
+                return True
+            if step not in seen:
+                seen.add(step)
+                stack.extend(after[step])
+        return False
+
+    lines = ["flowchart TD", '    entry(["app.py"])', '    library[("aqa: the library")]']
+    lines += [f"    {start} --> {end}" for start, end in sorted(arrows) if not implied((start, end))]
+    return "\n".join(lines)
+
+
+def test_the_drawing_of_the_app_is_its_import_graph():
+    """docs/app.md draws the app's rooms and their imports: no circle, app.py on top, the library at the bottom. The
+    drawing is the real graph's (this test prints the right one when it is not)."""
+    text = (ROOT / "docs" / "app.md").read_text(encoding="utf-8")
+    drawn = text.split("```mermaid\n", 1)[1].split("\n```", 1)[0]
+    assert drawn == app_drawing(), f"docs/app.md should draw:\n{app_drawing()}"
+    assert find_cycle(import_graph()) is None
