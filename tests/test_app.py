@@ -508,6 +508,7 @@ def test_two_families_side_by_side(tiny_model, tmp_path):
         header = demo.config["components"][0]["props"]["value"]
     assert_answered(result, options)
     assert_answered(result["compare"], options)
+    assert (result["family"], result["compare"]["family"]) == ("qwen2-audio", "audio-flamingo-3")
     assert (len(result["windows"]), result["compare"]["windows"]) == (2, [])
     assert "A hears 30 s at a time, B 600 s" in header
 
@@ -613,7 +614,12 @@ def test_history_files_have_every_column(tiny_model, clips, tmp_path):
     [line] = [json.loads(text) for text in jsonl_path.read_text(encoding="utf-8").splitlines()]
     assert list(row) == list(line) == app_history.HISTORY_COLUMNS
     assert (row["thinking mode"], row["decoding"]) == ("yes", "greedy, up to 4 new tokens")
-    assert (row["model"], row["precision"], row["clip"]) == (tiny_model.name, "fp32", "tone.ogg")
+    assert (row["model"], row["family"], row["precision"], row["clip"]) == (
+        tiny_model.name,
+        "qwen2-audio",
+        "fp32",
+        "tone.ogg",
+    )
     assert json.loads(row["probabilities"]) == line["probabilities"] and set(line["probabilities"]) == {"a", "b"}
     assert (line["expected"], line["correct"], line["comment"]) == ("b", record["answer"] == "b", "too quiet")
     assert row["correct"] == ("yes" if line["correct"] else "no")

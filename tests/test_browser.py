@@ -711,6 +711,37 @@ def test_two_models_side_by_side_on_a_long_clip(compare_served, viewport, tmp_pa
     page.close()
 
 
+@pytest.fixture(scope="module")
+def families_served(tiny_model_dir, family_dirs, browser, tmp_path_factory) -> Iterator[Served]:
+    """`python app.py --model TINY --compare TINY-AF3`: two model families side by side (Qwen2-Audio's architecture,
+    which hears 30 s at a time, and Audio Flamingo 3's, which hears 600 s)."""
+    args = ["--model", str(tiny_model_dir), "--compare", str(family_dirs["audio-flamingo-3"]), "--device", "cpu"]
+    args += ["--max-new-tokens", "16"]
+    with app_server(args, tmp_path_factory.mktemp("families-app")) as server:
+        served = Served(browser, server, [])
+        yield served
+    assert_clean(served)
+
+
+def test_two_model_families_side_by_side(families_served, tmp_path):
+    """Two families compared on the page: both answer the 40 s example, the first window by window (it hears 30 s),
+    the second in one piece; the header says what each hears, and the history names each model's family."""
+    page = open_page(families_served)
+    expect(page.locator("#header")).to_contain_text("A hears 30 s at a time, B 600 s")
+    load_example(page, 5)
+    answer(page)
+    options = EXAMPLES[5][2]
+    first, second = (page.locator(f"#answer{suffix} textarea").input_value() for suffix in ("", "-b"))
+    assert first in options and second in options
+    expect(window_rows(page)).to_have_count(3)  # two windows and the whole clip
+    expect(window_rows(page, "-b")).to_have_count(0)
+    assert page.locator("#probabilities-b").inner_text().count("%") == len(options)
+    [row] = download(page, ".csv", tmp_path)
+    assert (row["family"], row["compare family"]) == ("qwen2-audio", "audio-flamingo-3")
+    assert (row["answer"], row["compare answer"]) == (first, second)
+    page.close()
+
+
 @SIZES
 def test_long_clip_window_table_and_plot(served, viewport, tmp_path):
     """A 90 s rising tone, asked how the pitch changes: four 30 s windows (0-30, 25-55, 50-80, 60-90 s), each with

@@ -17,10 +17,10 @@ from aqa.audio import SAMPLE_RATE
 
 
 def api_result(models: Sequence[aqa.AQAModel], results: Sequence[aqa.Result]) -> dict:
-    """What `/answer` returns: the (first) model's Result as `aqa ask --json` gives it, with the model's name and
-    precision; with --compare, the second model's under "compare" and whether the two answers agree."""
+    """What `/answer` returns: the (first) model's Result as `aqa ask --json` gives it, with the model's name, family
+    and precision; with --compare, the second model's under "compare" and whether the two answers agree."""
     first, *others = [
-        {"model": model.name, "precision": model.precision, **result.to_dict()}
+        {"model": model.name, "family": model.family.name, "precision": model.precision, **result.to_dict()}
         for model, result in zip(models, results)
     ]
     if others:

@@ -26,6 +26,7 @@ ANSWER_SOURCES = {
 # What the history keeps of one model's answer.
 MODEL_COLUMNS = [
     "model",
+    "family",
     "precision",
     "answer",
     "answer source",
@@ -45,6 +46,7 @@ MODEL_COLUMNS = [
 HISTORY_COLUMNS = [
     "time",
     "model",
+    "family",
     "precision",
     "decoding",
     "thinking mode",
@@ -52,7 +54,7 @@ HISTORY_COLUMNS = [
     "clip seconds",
     "question",
     "options",
-    *MODEL_COLUMNS[2:],
+    *MODEL_COLUMNS[3:],
     "expected",
     "correct",
     "comment",
@@ -147,6 +149,7 @@ def model_fields(model: aqa.AQAModel, result: aqa.Result) -> dict:
     ]
     return {
         "model": model.name,
+        "family": model.family.name,
         "precision": model.precision,
         "answer": result.answer,
         "answer source": ANSWER_SOURCES[result.answer_source],

@@ -32,7 +32,7 @@ def build_demo(model: aqa.AQAModel, settings: AppSettings = AppSettings(), compa
     answerers, streams = zip(*(device_functions(each, lock, settings) for each in models))
     cache = Cache(Path(gr.utils.get_upload_folder()), settings)
     with AppBlocks(title="R1-AQA: audio question answering") as demo:
-        gr.Markdown(page_header(models, labels, settings))
+        gr.Markdown(page_header(models, labels, settings), elem_id="header")
         parts = layout_page(labels if compare is not None else [None], PageState())
         handlers = Handlers(models, labels, streams, settings, cache, parts)
         wire(handlers)
