@@ -35,8 +35,8 @@ from accelerate import PartialState
 from transformers import set_seed
 
 from aqa.prompt import build_messages
+from train.checkpoints import resume_checkpoint
 from train.common import (
-    UsageError,
     check_model,
     check_report_to,
     check_settings,
@@ -45,7 +45,6 @@ from train.common import (
     get_lora_config,
     get_model,
     get_processor,
-    resume_checkpoint,
     run_main,
     save_final,
     set_up_evaluation,
@@ -53,6 +52,7 @@ from train.common import (
 )
 from train.config import AudioGRPOConfig, AudioModelConfig, DataArguments, log_config, parse_config
 from train.data import Example
+from train.errors import UsageError
 from train.rewards import get_reward_funcs
 from train.trainer import AudioGRPOTrainer
 

@@ -41,9 +41,9 @@ from transformers import Trainer, TrainingArguments, set_seed
 from aqa.audio import load_audio
 from aqa.families import Family, family_of
 from aqa.prompt import build_messages
+from train.checkpoints import resume_checkpoint
 from train.common import (
     AudioTrainerHooks,
-    UsageError,
     check_model,
     check_report_to,
     check_settings,
@@ -52,7 +52,6 @@ from train.common import (
     get_lora_config,
     get_model,
     get_processor,
-    resume_checkpoint,
     router_aux_loss_coef,
     run_main,
     save_final,
@@ -61,6 +60,7 @@ from train.common import (
 )
 from train.config import AudioModelConfig, DataArguments, SaveArguments, log_config, parse_config
 from train.data import Example, check_audio_rows, collate_audio
+from train.errors import UsageError
 from train.evaluation import EvalSet
 
 IGNORE_INDEX = -100  # label of every position the loss skips (PyTorch's cross-entropy default)

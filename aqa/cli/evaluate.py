@@ -169,7 +169,7 @@ def run_config(args: argparse.Namespace, output: Path, name: str | None = None):
     device."""
     import torch
 
-    from aqa.eval.run import RunConfig  # torch: seconds to import, only for the steps that answer
+    from aqa.eval.plan import RunConfig  # torch: seconds to import, only for the steps that answer
     from aqa.eval.shard import shard_from_environment
 
     shard = shard_from_environment()

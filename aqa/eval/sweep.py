@@ -20,9 +20,10 @@ import torch
 
 from aqa.errors import InputError
 from aqa.eval.manifest import manifest_version, read_manifest, write_json
+from aqa.eval.plan import RunConfig
 from aqa.eval.questions import read_predictions
 from aqa.eval.report import RunSummary, bar_chart, sweep_markdown
-from aqa.eval.run import RunConfig, run_eval
+from aqa.eval.run import run_eval
 from aqa.eval.score import Score, score_records, score_to_dict
 from aqa.eval.shard import Shard, locked
 
